@@ -1,0 +1,36 @@
+# The two commands of the README: `make reproduce` and `make test`. Both set up from nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+
+.PHONY: install reproduce test check nbtest pytest clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned, so nothing later pulls a CUDA build
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip check
+	touch $@
+
+reproduce: install
+	$(BIN)/tpv reproduce --profile $(PROFILE)
+
+check: install
+	bash .ci/check_sync $(BIN)
+
+nbtest: install
+	$(BIN)/nbdev_test
+
+pytest: install
+	$(BIN)/python -m pytest tests
+
+test: check nbtest pytest
+
+clean-venv:
+	rm -rf $(VENV)
