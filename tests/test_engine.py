@@ -192,3 +192,15 @@ def test_evaluate_no_prompt_and_metrics_keys(tiny):
 def test_metrics_invalid_generation_counts_wrong():
     m = compute_metrics("rt_polarity", [-1, -1], [1, 0])
     assert m["accuracy"] == 0 and m["f1"] == 0 and m["invalid"] == 1
+
+
+def test_instruct_style_uses_the_chat_template_when_there_is_one():
+    lm = load_lm("tiny-llama")
+    lm.tokenizer.chat_template = ("{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
+                                  "{% if add_generation_prompt %}<s>{% endif %}")
+    enc = encode(lm, "rt_polarity", TOY.head(2), style="instruct")
+    assert enc.src[0][0] == 3 and enc.src[0][-1] == 3  # <s> user turn ... <s> (the assistant turn starts)
+    assert lm.tokenizer.decode(enc.choices[1][:-1]).strip() == "positive"
+    plain = encode(lm, "rt_polarity", TOY.head(2), style="instruct", chat=False)
+    assert plain.src[0][0] != 3 and len(plain.src[0]) < len(enc.src[0])
+    assert encode(lm, "rt_polarity", TOY.head(2), style="t5").src[0][0] != 3  # the t5 style never uses it
