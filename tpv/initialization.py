@@ -19,9 +19,9 @@ from .arithmetic import combine, evaluate_tasks, search_task_lambdas
 from .evaluation import compute_metrics, evaluate, predict
 from .io import TpvError
 from .models import LM
-from .prompts import SoftPrompt, check_fits
+from .prompts import SoftPrompt
 from .tasks import few_shot, get_task
-from .tuning import PromptModule, TuneConfig, collate, tune
+from .tuning import PromptModule, TuneConfig, tune
 from .vectors import TaskPromptVector
 
 # %% auto #0
@@ -71,16 +71,15 @@ def build_sources(lm:LM, tasks:list, # the source tasks
     "Tune each source task (and optionally all at once) from `origin`, and search λs: what every init needs."
     if len(tasks) < 1: raise InitError("Give at least one source task.")
     tasks = [get_task(t).name for t in tasks]; cfg = config or TuneConfig()
-    tr = lambda t: None if train is None else train[t]
-    va = lambda t: None if validation is None else validation[t]
+    tr = lambda ts: None if train is None else [train[t] for t in ts]
+    va = lambda ts: None if validation is None else [validation[t] for t in ts]
     t0 = time.time()
-    prompts = {t: tune(lm, t, origin, cfg, tr(t), va(t), progress).prompt for t in tasks}
+    prompts = {t: tune(lm, [t], origin, cfg, tr([t]), va([t]), progress).prompt for t in tasks}
     hist = {"single_seconds": round(time.time() - t0, 1)}
     m = None
     if multi and len(tasks) > 1:
         t0 = time.time()
-        m = tune(lm, tasks, origin, cfg, None if train is None else [train[t] for t in tasks],
-                 None if validation is None else [validation[t] for t in tasks], progress).prompt
+        m = tune(lm, tasks, origin, cfg, tr(tasks), va(tasks), progress).prompt
         hist["multi_seconds"] = round(time.time() - t0, 1)
     src = Sources(origin, prompts, m, None, hist)
     if lambdas and len(tasks) > 1:
@@ -104,9 +103,12 @@ def init_names(sources:Sources|list) -> list[str]:
     tasks = sources.tasks if isinstance(sources, Sources) else [get_task(t).name for t in sources]
     return (["random"] + [f"spot:{t}" for t in tasks] + ["spot_multi", "tpv_sum", "tpv_weighted", "tpv_ties", "tpv_dare", "attempt", "mpt"])
 
+def _source_meta(name:str, src:Sources) -> dict:
+    "What every init records: its name, its sources and their origin."
+    return {"init": name, "sources": src.tasks, "origin": src.origin.meta.get("origin", ""), "origin_hash": src.origin.hash}
+
 def _tag(p:SoftPrompt, name:str, src:Sources, **extra) -> SoftPrompt:
-    meta = {**p.meta, "init": name, "sources": src.tasks, "origin": src.origin.meta.get("origin", ""), "origin_hash": src.origin.hash, **extra}
-    return SoftPrompt(p.tensor.clone(), p.model, p.kind, p.init, meta)
+    return SoftPrompt(p.tensor.clone(), p.model, p.kind, p.init, {**p.meta, **_source_meta(name, src), **extra})
 
 def init_prompt(name:str, # an init name (see `init_names`)
                 sources:Sources, density:float=0.5, # fraction kept by TIES / DARE
@@ -115,7 +117,7 @@ def init_prompt(name:str, # an init name (see `init_names`)
     "The soft prompt (or, for ATTEMPT and MPT, the prompt module) a target run starts from."
     kind, _, arg = name.partition(":")
     if kind not in INITS: raise InitError(f"Unknown init {name!r}; use one of {', '.join(init_names(sources))}.")
-    s, vecs = sources, None
+    s = sources
     if kind == "random": return _tag(s.origin, name, s)
     if kind == "spot":
         if not arg and len(s.tasks) == 1: arg = s.tasks[0]
@@ -147,8 +149,7 @@ class AttemptPrompt(PromptModule):
             torch.manual_seed(seed)
             self.down, self.up, self.norm = torch.nn.Linear(d, rank), torch.nn.Linear(rank, d), torch.nn.LayerNorm(d)
         self.temperature = temperature or d * math.e
-        self.info = {"init": "attempt", "sources": sources.tasks, "origin": sources.origin.meta.get("origin", ""),
-                     "origin_hash": sources.origin.hash, "model": ps[0].model, "kind": ps[0].kind}
+        self.info = _source_meta("attempt", sources)
 
     def attention(self, emb:torch.Tensor, src_mask:torch.Tensor) -> torch.Tensor:
         "(B, t + 1) weights of the source prompts and the target prompt, per input."
@@ -178,15 +179,13 @@ class MptPrompt(PromptModule):
             cfg.prompt_tuning_init_state_dict_path = path
             self.peft = MultitaskPromptEmbedding(cfg, torch.nn.Embedding(1, d))  # word embeddings unused by this init
         self.register_buffer("indices", torch.arange(P)[None], persistent=False)
-        self.info = {"init": "mpt", "sources": sources.tasks, "origin": sources.origin.meta.get("origin", ""),
-                     "origin_hash": sources.origin.hash, "model": shared.model, "kind": shared.kind}
+        self.info, self.shared = _source_meta("mpt", sources), shared
 
     def prompt(self) -> torch.Tensor:
         return self.peft(self.indices, torch.zeros(1, dtype=torch.long, device=self.indices.device))[0]
     def forward(self, emb:torch.Tensor, src_mask:torch.Tensor) -> torch.Tensor: return self.prompt()
     def export(self, meta:dict) -> SoftPrompt:
-        i = self.info
-        return SoftPrompt(self.prompt().detach(), i["model"], i["kind"], "tuned", {**{k: i[k] for k in ("init", "sources", "origin", "origin_hash")}, **meta})
+        return SoftPrompt(self.prompt().detach(), self.shared.model, self.shared.kind, "tuned", {**self.info, **meta})
 
 # %% ../nbs/07_initialization.ipynb #625d4898
 def few_shot_config(shots:int, **overrides) -> TuneConfig:
@@ -220,10 +219,9 @@ def few_shot_run(lm:LM, target:str, # the target task
         if sources is None: raise InitError(f"Init {init!r} is a name; pass the `sources` it is built from.")
         start = init_prompt(init, sources)
     else: start = init
-    name = start.info["init"] if isinstance(start, PromptModule) else start.meta.get("init", start.init)
+    meta = start.info if isinstance(start, PromptModule) else start.meta
     cfg = (config or few_shot_config(shots)).validate()
-    row = {"target": target, "init": name, "shots": shots,
-           "origin": (start.info if isinstance(start, PromptModule) else start.meta).get("origin", ""), "seed": seed}
+    row = {"target": target, "init": meta.get("init", getattr(start, "init", "")), "shots": shots, "origin": meta.get("origin", ""), "seed": seed}
     t0, hist, module = time.time(), [], None
     if isinstance(start, PromptModule): start.to(lm.device)
     if shots == 0: final, module = (start.export({"step": 0}), start) if isinstance(start, PromptModule) else (start, None)

@@ -214,7 +214,7 @@ class TuneConfig:
         "A short hash of the settings, for run keys."
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
-# %% ../nbs/03_tuning.ipynb #2eed0243
+# %% ../nbs/03_tuning.ipynb #4b60bb58
 @dataclass
 class TuneResult:
     "The outcome of `tune`."
@@ -291,15 +291,14 @@ def tune(lm:LM, # the frozen model
     streams = [stream(e) for e in tr_enc]
     if is_mod:  # train the module's parameters in place; keep the best state
         param = init.to(lm.device).train(); params = [p for p in param.parameters() if p.requires_grad]
-        fwd, snap = param, lambda: {k: v.detach().clone() for k, v in param.state_dict().items()}
+        snap = lambda: {k: v.detach().clone() for k, v in param.state_dict().items()}
     else:
         param = torch.nn.Parameter(init.tensor.clone().to(lm.device)); params = [param]
-        fwd, snap = param, lambda: param.detach().clone()
+        snap = lambda: param.detach().clone()
     view = (lambda: param) if is_mod else (lambda: param.detach())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total)
-    history = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]
-    best = (math.inf, 0, snap()); bad_evals = 0; t0 = time.time(); run_loss = []; first = 1
+    best = (math.inf, 0, snap()); bad_evals = 0; run_loss = []; first = 1; history = None
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         ident = {"config": cfg.hash(), "tasks": [t.name for t in tasks], "init": _state_hash(best[2]), "data": _data_hash(tr_enc, va_enc)}
@@ -314,12 +313,14 @@ def tune(lm:LM, # the frozen model
             history, best, bad_evals, run_loss, first = ck["history"], ck["best"], ck["bad_evals"], ck["run_loss"], ck["step"] + 1
             for _ in range(ck["step"]):  # replay the batch order (no model work) so the data stream continues exactly
                 for s in streams: next(s)
+    if history is None: history = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]  # not again on resume
+    t0 = time.time()
     bar = tqdm(total=total, initial=first - 1, desc=f"tune {'+'.join(t.name for t in tasks)}", disable=not progress, leave=False, mininterval=5)
     stopped = False
     for step in range(first, total + 1):
         pairs = [(e.src[i], e.tgt[i]) for e, s in zip(tr_enc, streams) for i in next(s)]
         b = collate(lm, pairs)
-        lp = target_logprobs(lm, fwd, b, cfg.peft_t5_split)
+        lp = target_logprobs(lm, param, b, cfg.peft_t5_split)
         loss = -lp.sum() / b.tgt_mask.to(lp.device).sum()
         loss.backward()
         if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
