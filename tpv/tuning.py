@@ -24,7 +24,7 @@ from .tasks import Task, default_style, format_example, get_task, load_split, su
 __all__ = ['Encoded', 'use_chat', 'encode', 'length_grouped_batches', 'sorted_batches', 'Batch', 'collate', 'PromptModule',
            'target_logprobs', 'score_choices', 'target_nll', 'ConfigError', 'TuneConfig', 'TuneResult', 'tune']
 
-# %% ../nbs/03_tuning.ipynb #1b2f45fa
+# %% ../nbs/03_tuning.ipynb #8b50b2bf
 @dataclass
 class Encoded:
     "A split tokenised once: input ids, target ids, gold label indices and each label word's ids."
@@ -52,7 +52,7 @@ def encode(lm:LM, task:Task|str, df:pd.DataFrame, # examples with the task's fie
     chat = use_chat(lm, style, chat)
     def tgt_ids(text):
         ids = _ids(tok, text if lm.kind == "seq2seq" else text.strip() if chat else " " + text.strip(), False)
-        if not ids: raise TpvError(f"The target {text!r} of task {task.name!r} tokenizes to nothing; check the label words.")
+        if not text.strip() or not ids: raise TpvError(f"The target {text!r} of task {task.name!r} tokenizes to nothing; check the label words.")
         return ids + [eos]
     def src_ids(text):
         if chat:

@@ -1,0 +1,94 @@
+"`tpv reproduce --profile smoke` end to end: every output, the store making a second run cheap, and kills mid-sweep losing nothing."
+import json, os, random, signal, subprocess, sys, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tpv.experiments import EXPERIMENTS, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
+
+BIN = Path(sys.executable).parent
+
+
+def reproduce(out, store, *extra, **kw):
+    return subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--out", str(out), "--store", str(store), *extra],
+                          capture_output=True, text=True, timeout=1200, **kw)
+
+
+def tables(out):
+    "Every CSV table the run wrote, by name."
+    return {p.name: pd.read_csv(p) for p in sorted(Path(out).glob("*.csv"))}
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    "One uninterrupted smoke run, and how long it took."
+    d = tmp_path_factory.mktemp("clean")
+    t0 = time.time(); r = reproduce(d/"out", d/"store")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return d, time.time() - t0, r.stdout
+
+
+def test_smoke_run_writes_every_output(clean):
+    d, _, stdout = clean
+    out = d/"out"
+    for n in EXPERIMENTS:
+        assert (out/"notebooks"/f"{n}_smoke.ipynb").exists()
+        s = json.loads((out/f"{n}_tiny-llama_smoke.json").read_text())
+        assert s["claims"] and s["outputs"]
+        for o in s["outputs"]:
+            for k in ("csv", "png", "pdf"):
+                if k in o: assert (out/o[k]).stat().st_size > 0, o[k]
+    readme = (out/"README.md").read_text()
+    assert "## The paper's claims against this run" in readme and "cross_origin" in readme and "few-shot" in readme
+    assert "mixed / original" in (out/"cross_origin_table1_tiny-llama_smoke.md").read_text()
+    assert "[similarity" in stdout and "(4/4) few_shot done" in stdout  # progress from inside the notebooks reaches the terminal
+    assert not list(out.glob(".*")) and not list((out/"notebooks").glob(".*"))  # nothing temporary left
+
+
+def test_second_run_takes_everything_from_the_store(clean, tmp_path):
+    d, first, _ = clean
+    before = tables(d/"out")
+    t0 = time.time(); r = reproduce(d/"out", d/"store")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "tuning" not in r.stdout and "loaded tiny-llama" not in r.stdout  # nothing trained, the model never loaded
+    assert time.time() - t0 < first
+    after = tables(d/"out")
+    assert before.keys() == after.keys()
+    for k in before: pd.testing.assert_frame_equal(before[k], after[k])
+
+
+def test_killed_sweep_resumes_and_matches_a_clean_run(clean, tmp_path):
+    "Kill `tpv reproduce` (and its kernels) at random points, restart until it completes: the tables equal the clean run's."
+    d, first, _ = clean
+    rng, kills = random.Random(7), 0
+    for attempt in range(12):
+        p = subprocess.Popen([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--out", str(tmp_path/"out"), "--store", str(tmp_path/"store")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        if kills < 3:
+            try:
+                p.wait(timeout=rng.uniform(8, 0.4 * first)); break
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL); p.wait(); kills += 1; continue
+        assert p.wait(timeout=1200) == 0; break
+    assert kills == 3
+    clean_t, resumed = tables(d/"out"), tables(tmp_path/"out")
+    assert clean_t.keys() == resumed.keys()
+    for k in clean_t: pd.testing.assert_frame_equal(clean_t[k], resumed[k], obj=k)
+    for rec in RunStore(tmp_path/"store").records().path: assert (Path(rec)/"manifest.json").exists()
+
+
+def test_profiles_match_the_notebooks_parameters():
+    "Every profile's parameters exist in its notebook (a typo would only be warned about by papermill)."
+    for prof in ("smoke", "cpu", "paper"):
+        for n, params in profile_parameters(prof).items():
+            check_parameters(notebooks_dir()/f"{n}.ipynb", {**params, "store": "", "out_dir": ""})
+
+
+def test_parameter_typo_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ParameterError, match="did you mean 'n_origins'"):
+        check_parameters(notebooks_dir()/"few_shot.ipynb", {"n_origin": 3})
+    r = subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--only", "similarty", "--out", str(tmp_path/"o"),
+                        "--store", str(tmp_path/"s")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "did you mean 'similarity'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path/"o").exists()
