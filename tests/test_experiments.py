@@ -92,3 +92,17 @@ def test_parameter_typo_is_refused_before_anything_runs(tmp_path):
                         "--store", str(tmp_path/"s")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "did you mean 'similarity'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path/"o").exists()
+
+
+def test_verify_reruns_stored_results(clean):
+    "`tpv verify` recomputes a stored prompt and an evaluation from their records alone, and flags an altered one."
+    d, _, _ = clean
+    recs = RunStore(d/"store").records()
+    prompt = recs[recs.kind == "prompt"].path.iloc[0]
+    ev = recs[(recs.kind == "eval") & recs.prompt.notna()].path.iloc[0]
+    r = subprocess.run([str(BIN/"tpv"), "verify", prompt, ev], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.count("MATCH") == 2, r.stdout + r.stderr
+    man = Path(ev)/"manifest.json"; m = json.loads(man.read_text()); m["result"]["accuracy"] += 0.25
+    man.write_text(json.dumps(m))
+    r = subprocess.run([str(BIN/"tpv"), "verify", ev], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "DIFFERS" in r.stdout

@@ -23,7 +23,7 @@ from .vectors import save_figure
 from fastcore.basics import patch_to
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'Record', 'RunStore', 'Experiment',
+__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'Record', 'RunStore', 'Experiment', 'rerun',
            'profile_parameters', 'ProfileError', 'check_profile', 'ParameterError', 'notebooks_dir', 'check_parameters',
            'reproduce', 'write_readme']
 
@@ -161,7 +161,7 @@ class Experiment:
         "The path stem of an output: `<out>/<experiment>_<what>_<model>_<profile>`."
         return self.out/f"{self.name}_{what}_{_slug(self.model)}_{self.profile}"
 
-# %% ../nbs/08_experiments.ipynb #f4a8c3fe
+# %% ../nbs/08_experiments.ipynb #5a48c506
 @patch_to(Experiment)
 def origin(self, i:int) -> SoftPrompt:
     "Origin `i` of the model (the paper's vocabulary-sampled init), from the store."
@@ -177,8 +177,8 @@ def tuned(self, task:str|list, i:int) -> Record:
     key = {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt", "seed": self.seed,
            "origin_hash": o.hash, "config": self.config.hash(), "data": data}
     def run():
-        self.say(f"tuning {'+'.join(tasks)} from origin_{i} ({self.config.max_steps} steps)")
-        r = tune(self.lm, tasks, o, self.config, progress=False)
+        lm = self.lm; self.say(f"tuning {'+'.join(tasks)} from origin_{i} ({self.config.max_steps} steps)")
+        r = tune(lm, tasks, o, self.config, progress=False)
         return {"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history.to_dict("records") if hasattr(r.history, "to_dict") else r.history}, r.prompt
     return self.store.cached("prompt", key, run, config=vars(self.config), data=data)
 
@@ -191,7 +191,7 @@ def evaluate(self, prompt:SoftPrompt|None, task:str, split:str="test", n:int|Non
     def run():
         m = evaluate(self.lm, prompt, task, split, n=n, style=self.style, progress=False)
         self.say(f"{label or 'prompt ' + (prompt.hash[:8] if prompt is not None else 'none')} on {task} {split}: accuracy {m['accuracy']:.3f} ({m['seconds']} s)")
-        return m
+        return (m, prompt) if prompt is not None else m  # the prompt is kept so that `rerun` can check the result
     return self.store.cached("eval", key, run).result
 
 # %% ../nbs/08_experiments.ipynb #b8812d1d
@@ -225,7 +225,45 @@ def finish(self, **extra) -> Path:
     atomic_write(p, json.dumps(_jsonable(s), indent=1)); self.say(f"done: {len(self.outputs)} outputs, {len(self.claims)} claims")
     return p
 
-# %% ../nbs/08_experiments.ipynb #6e896cb1
+# %% ../nbs/08_experiments.ipynb #ed076fa4
+def _find_prompt(root:Path, h:str) -> SoftPrompt:
+    "A stored prompt (origin or tuned) with content hash `h`."
+    for m in root.glob("*/*/manifest.json"):
+        man = json.loads(m.read_text())
+        if man["kind"] == "origin" and man["result"].get("hash") == h: return load_prompt(m.parent/"prompt")
+    raise StoreError(f"No origin with hash {h} in the store {root}; re-run the experiment that made it.")
+
+def rerun(path:str|Path) -> dict:
+    "Recompute the stored result at `path` (a record folder) and report whether it matches."
+    path = Path(path); m = path/"manifest.json"
+    if not m.exists(): raise StoreError(f"{path} is not a run-store record (no manifest.json); `tpv.experiments.RunStore(...).records()` lists them.")
+    man = json.loads(m.read_text()); kind, key, root = man["kind"], man["key"], path.parents[1]
+    rec = Record(path, man); t0 = time.time()
+    data_now = {t: data_fingerprint(t) for t in (key.get("data") or {})} if isinstance(key.get("data"), dict) else \
+               ({key["task"]: data_fingerprint(key["task"])} if key.get("data") else {})
+    data_then = key["data"] if isinstance(key.get("data"), dict) else ({key["task"]: key["data"]} if key.get("data") else {})
+    out = {"record": str(path), "kind": kind, "data_changed": data_now != data_then,
+           "versions_changed": {k: (v, versions()[k]) for k, v in man["versions"].items() if versions().get(k) != v}}
+    if kind == "origin":
+        lm = load_lm(key["model"]); i = int(key["origin"].split("_")[1])
+        new = make_origins(lm, i + 1, key["n_tokens"], key["seed"])[i]
+        out.update(stored=man["result"]["hash"], recomputed=new.hash)
+    elif kind == "prompt":
+        lm = load_lm(key["model"]); origin = _find_prompt(root, key["origin_hash"])
+        cfg = TuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["config"].items()})
+        new = tune(lm, key["task"].split("+"), origin, cfg, progress=False).prompt
+        out.update(stored=rec.prompt.hash, recomputed=new.hash, max_abs_diff=float((new.tensor - rec.prompt.tensor).abs().max()))
+    elif kind == "eval":
+        if rec.prompt is None and key.get("prompt") is not None: raise StoreError(f"{path} does not hold the prompt it evaluated; it cannot be re-run.")
+        lm = load_lm(key["model"])
+        new = evaluate(lm, rec.prompt, key["task"], key["split"], n=key["n"], style=key["style"], progress=False)
+        drop = ("seconds",)
+        out.update(stored={k: v for k, v in man["result"].items() if k not in drop}, recomputed={k: v for k, v in _jsonable(new).items() if k not in drop})
+    else: raise StoreError(f"Records of kind {kind!r} cannot be re-run yet; origin, prompt and eval records can.")
+    out["match"] = out["stored"] == out["recomputed"]; out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+# %% ../nbs/08_experiments.ipynb #d4dd2fff
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
 PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "tweets_3class": "TREC (3-class, as a 'different' task)",
            "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia"}
@@ -242,7 +280,7 @@ _FEW_SHOT = {
     "smoke": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity"], shots=[0, 4],
                   inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=3, fs_batch_size=2),
     "cpu": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity", "nyt_polarity", "tweets_3class"], shots=[0, 10, 100],
-                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=20, fs_batch_size=8),
+                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=15, fs_batch_size=8),
     "paper": dict(sources=["mnli", "qnli"], targets=["scitail", "snli"], shots=[0, 5, 10, 25, 50, 100, 250, 500, 750, 1000],
                   inits=["random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"], fs_steps=1000, fs_batch_size=None),
 }
@@ -269,7 +307,7 @@ def check_profile(name:str) -> str:
     raise ProfileError(f"Unknown profile {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
                        + f" Profiles: {', '.join(_COMMON)}.")
 
-# %% ../nbs/08_experiments.ipynb #8fb8b8fb
+# %% ../nbs/08_experiments.ipynb #6f117432
 class ParameterError(TpvError, ValueError):
     "A parameter an experiment notebook does not have."
 
@@ -296,7 +334,7 @@ def check_parameters(notebook:str|Path, params:dict) -> dict:
         raise ParameterError(f"{Path(notebook).name} has no parameter {hints}. Its parameters: {', '.join(known)}.")
     return params
 
-# %% ../nbs/08_experiments.ipynb #532ab713
+# %% ../nbs/08_experiments.ipynb #63e0f6da
 class _ProgressLines(logging.Filter):
     "Pass the notebooks' own progress lines (`[experiment mm:ss] ...`) from papermill's cell-output log."
     def filter(self, r): return r.levelno >= logging.ERROR or bool(re.match(r"\[\w+ \d\d:\d\d\]", r.getMessage()))
@@ -347,7 +385,7 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
     say(f"all done in {time.time() - t0:.0f} s; see {readme}")
     return timing
 
-# %% ../nbs/08_experiments.ipynb #0043f84a
+# %% ../nbs/08_experiments.ipynb #576427f5
 def _verdict(v) -> str: return {True: "**supported**", False: "**not supported**", None: "not tested here"}[v]
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
