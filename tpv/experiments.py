@@ -129,7 +129,7 @@ class RunStore:
 def _device_name():
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
 
-# %% ../nbs/08_experiments.ipynb #987ad9b2
+# %% ../nbs/08_experiments.ipynb #8e63e8ee
 class Experiment:
     "The model, the store, the settings and the outputs of one experiment notebook run."
     def __init__(self, name:str, # the experiment (similarity, cross_origin, addition, few_shot)
@@ -145,6 +145,7 @@ class Experiment:
         self.config = TuneConfig(lr=lr, warmup_steps=warmup_steps, batch_size=batch_size, max_steps=steps,
                                  eval_every=eval_every or steps, n_validation=n_val, style=style, seed=seed).validate()
         self.t0, self.outputs, self.claims, self.notes, self._lm = time.time(), [], [], [], None
+        self.used = {} # record → the seconds it took to compute: what the results here cost, stored or not
 
     @property
     def lm(self) -> LM:
@@ -161,13 +162,21 @@ class Experiment:
         "The path stem of an output: `<out>/<experiment>_<what>_<model>_<profile>`."
         return self.out/f"{self.name}_{what}_{_slug(self.model)}_{self.profile}"
 
-# %% ../nbs/08_experiments.ipynb #5a48c506
+# %% ../nbs/08_experiments.ipynb #dfebe99b
+@patch_to(Experiment)
+def cached(self, kind:str, key:dict, fn, **kw) -> Record:
+    "`RunStore.cached`, remembering which records (and how much compute) this experiment's results rest on."
+    r = self.store.cached(kind, key, fn, **kw)
+    self.used[str(r.path.relative_to(self.store.root))] = r.manifest.get("seconds") or 0.0
+    return r
+
+# %% ../nbs/08_experiments.ipynb #36c0ee84
 @patch_to(Experiment)
 def origin(self, i:int) -> SoftPrompt:
     "Origin `i` of the model (the paper's vocabulary-sampled init), from the store."
     key = {"model": self.model, "origin": f"origin_{i}", "n_tokens": self.n_tokens, "seed": self.origin_seed}
     def make(): return {"hash": (o := make_origins(self.lm, i + 1, self.n_tokens, self.origin_seed)[i]).hash}, o
-    return self.store.cached("origin", key, make).prompt
+    return self.cached("origin", key, make).prompt
 
 @patch_to(Experiment)
 def tuned(self, task:str|list, i:int) -> Record:
@@ -180,7 +189,7 @@ def tuned(self, task:str|list, i:int) -> Record:
         lm = self.lm; self.say(f"tuning {'+'.join(tasks)} from origin_{i} ({self.config.max_steps} steps)")
         r = tune(lm, tasks, o, self.config, progress=False)
         return {"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history.to_dict("records") if hasattr(r.history, "to_dict") else r.history}, r.prompt
-    return self.store.cached("prompt", key, run, config=vars(self.config), data=data)
+    return self.cached("prompt", key, run, config=vars(self.config), data=data)
 
 @patch_to(Experiment)
 def evaluate(self, prompt:SoftPrompt|None, task:str, split:str="test", n:int|None=None, label:str="") -> dict:
@@ -192,9 +201,9 @@ def evaluate(self, prompt:SoftPrompt|None, task:str, split:str="test", n:int|Non
         m = evaluate(self.lm, prompt, task, split, n=n, style=self.style, progress=False)
         self.say(f"{label or 'prompt ' + (prompt.hash[:8] if prompt is not None else 'none')} on {task} {split}: accuracy {m['accuracy']:.3f} ({m['seconds']} s)")
         return (m, prompt) if prompt is not None else m  # the prompt is kept so that `rerun` can check the result
-    return self.store.cached("eval", key, run).result
+    return self.cached("eval", key, run).result
 
-# %% ../nbs/08_experiments.ipynb #b8812d1d
+# %% ../nbs/08_experiments.ipynb #98f20949
 @patch_to(Experiment)
 def save_table(self, df:pd.DataFrame, what:str, title:str, index:bool=True) -> pd.DataFrame:
     "Write `df` as CSV and Markdown and remember it for the README."
@@ -220,12 +229,12 @@ def finish(self, **extra) -> Path:
     "Write the experiment's summary JSON (outputs, claims, settings, time)."
     s = {"experiment": self.name, "model": self.model, "profile": self.profile, "seconds": round(time.time() - self.t0, 1),
          "settings": {"n_tokens": self.n_tokens, "n_val": self.n_val, "n_test": self.n_test, "style": self.style,
-                      "tune": vars(self.config)}, "outputs": self.outputs, "claims": self.claims, "notes": self.notes, **extra}
+                      "tune": vars(self.config)}, "outputs": self.outputs, "claims": self.claims, "notes": self.notes, "records": self.used, **extra}
     p = self.out/f"{self.name}_{_slug(self.model)}_{self.profile}.json"
     atomic_write(p, json.dumps(_jsonable(s), indent=1)); self.say(f"done: {len(self.outputs)} outputs, {len(self.claims)} claims")
     return p
 
-# %% ../nbs/08_experiments.ipynb #ed076fa4
+# %% ../nbs/08_experiments.ipynb #b59806ee
 def _find_prompt(root:Path, h:str) -> SoftPrompt:
     "A stored prompt (origin or tuned) with content hash `h`."
     for m in root.glob("*/*/manifest.json"):
@@ -263,7 +272,7 @@ def rerun(path:str|Path) -> dict:
     out["match"] = out["stored"] == out["recomputed"]; out["seconds"] = round(time.time() - t0, 1)
     return out
 
-# %% ../nbs/08_experiments.ipynb #d4dd2fff
+# %% ../nbs/08_experiments.ipynb #230af877
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
 PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "tweets_3class": "TREC (3-class, as a 'different' task)",
            "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia"}
@@ -280,7 +289,7 @@ _FEW_SHOT = {
     "smoke": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity"], shots=[0, 4],
                   inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=3, fs_batch_size=2),
     "cpu": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity", "nyt_polarity", "tweets_3class"], shots=[0, 10, 100],
-                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=15, fs_batch_size=8),
+                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=20, fs_batch_size=8),
     "paper": dict(sources=["mnli", "qnli"], targets=["scitail", "snli"], shots=[0, 5, 10, 25, 50, 100, 250, 500, 750, 1000],
                   inits=["random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"], fs_steps=1000, fs_batch_size=None),
 }
@@ -307,7 +316,7 @@ def check_profile(name:str) -> str:
     raise ProfileError(f"Unknown profile {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
                        + f" Profiles: {', '.join(_COMMON)}.")
 
-# %% ../nbs/08_experiments.ipynb #6f117432
+# %% ../nbs/08_experiments.ipynb #8234ea9b
 class ParameterError(TpvError, ValueError):
     "A parameter an experiment notebook does not have."
 
@@ -334,7 +343,7 @@ def check_parameters(notebook:str|Path, params:dict) -> dict:
         raise ParameterError(f"{Path(notebook).name} has no parameter {hints}. Its parameters: {', '.join(known)}.")
     return params
 
-# %% ../nbs/08_experiments.ipynb #63e0f6da
+# %% ../nbs/08_experiments.ipynb #5c4a6b88
 class _ProgressLines(logging.Filter):
     "Pass the notebooks' own progress lines (`[experiment mm:ss] ...`) from papermill's cell-output log."
     def filter(self, r): return r.levelno >= logging.ERROR or bool(re.match(r"\[\w+ \d\d:\d\d\]", r.getMessage()))
@@ -385,7 +394,7 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
     say(f"all done in {time.time() - t0:.0f} s; see {readme}")
     return timing
 
-# %% ../nbs/08_experiments.ipynb #576427f5
+# %% ../nbs/08_experiments.ipynb #1419d77e
 def _verdict(v) -> str: return {True: "**supported**", False: "**not supported**", None: "not tested here"}[v]
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
@@ -395,10 +404,13 @@ def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:floa
         p = out/f"{n}_{_slug(model)}_{profile}.json"
         if p.exists(): sums.append(json.loads(p.read_text()))
     v = sums[0]["settings"] if sums else {}
+    used = {k: t for s in sums for k, t in s.get("records", {}).items()}  # each stored result once, however many experiments use it
     L = [f"# Results of `tpv reproduce --profile {profile}`", "",
          f"Rendered by `tpv reproduce --profile {profile}` (tpv {tpv.__version__}) on {platform.node() or 'this machine'} "
          f"({_device_name()}, {torch.get_num_threads()} threads), model `{model}`, finished {time.strftime('%Y-%m-%d %H:%M')}. "
-         f"Wall time {seconds / 60:.1f} min in total; per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k, t in timing.items()) + ".",
+         f"This invocation took {seconds / 60:.1f} min (per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k, t in timing.items()) + "); "
+         f"computing the {len(used)} stored results it rests on took {sum(used.values()) / 60:.1f} min in all (the sum of their records' times: "
+         "a run that resumes, or re-renders from the store, reuses them).",
          "Every number below was computed by this run; the paper's numbers are quoted from `paper_spec.md` (T5-base unless said otherwise).",
          "Each executed notebook is kept in `notebooks/`; results are cached in the run store, so running the command again re-renders in seconds.", ""]
     if sums:
