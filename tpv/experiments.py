@@ -203,7 +203,7 @@ def evaluate(self, prompt:SoftPrompt|None, task:str, split:str="test", n:int|Non
         return (m, prompt) if prompt is not None else m  # the prompt is kept so that `rerun` can check the result
     return self.cached("eval", key, run).result
 
-# %% ../nbs/08_experiments.ipynb #98f20949
+# %% ../nbs/08_experiments.ipynb #6cd08f75
 @patch_to(Experiment)
 def save_table(self, df:pd.DataFrame, what:str, title:str, index:bool=True) -> pd.DataFrame:
     "Write `df` as CSV and Markdown and remember it for the README."
@@ -220,9 +220,10 @@ def save_fig(self, fig, what:str, title:str):
     self.outputs.append({"type": "figure", "title": title, "png": f"{stem.name}.png", "pdf": f"{stem.name}.pdf"})
 
 @patch_to(Experiment)
-def claim(self, claim:str, paper:str, ours:str, supported:bool|None):
+def claim(self, claim:str, paper:str, ours:str, supported:bool|str|None): # True, False, "inconclusive", or None (descriptive)
     "Record one of the paper's claims, what the paper reports, what this run measured, and the verdict."
-    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": None if supported is None else bool(supported)})
+    v = supported if supported in (None, "inconclusive") else bool(supported)
+    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": v})
 
 @patch_to(Experiment)
 def finish(self, **extra) -> Path:
@@ -394,8 +395,8 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
     say(f"all done in {time.time() - t0:.0f} s; see {readme}")
     return timing
 
-# %% ../nbs/08_experiments.ipynb #1419d77e
-def _verdict(v) -> str: return {True: "**supported**", False: "**not supported**", None: "not tested here"}[v]
+# %% ../nbs/08_experiments.ipynb #7e6f0981
+def _verdict(v) -> str: return {True: "**supported**", False: "**not supported**", "inconclusive": "inconclusive", None: "not tested here"}[v]
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
     "Write `<out>/README.md` from the experiments' summary JSON files."
