@@ -273,14 +273,14 @@ def rerun(path:str|Path) -> dict:
     out["match"] = out["stored"] == out["recomputed"]; out["seconds"] = round(time.time() - t0, 1)
     return out
 
-# %% ../nbs/08_experiments.ipynb #230af877
+# %% ../nbs/08_experiments.ipynb #d37962ca
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
 PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "tweets_3class": "TREC (3-class, as a 'different' task)",
            "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia"}
 
 _COMMON = {
     "smoke": dict(model="tiny-llama", n_origins=2, n_tokens=4, steps=4, batch_size=4, lr=0.3, warmup_steps=0, n_val=8, n_test=16, style="t5"),
-    "cpu": dict(model="smollm2-135m-instruct", n_origins=3, n_tokens=20, steps=40, batch_size=8, lr=0.3, warmup_steps=4, n_val=32, n_test=100, style="t5"),
+    "cpu": dict(model="smollm2-135m-instruct", n_origins=3, n_tokens=20, steps=100, batch_size=8, lr=0.3, warmup_steps=10, n_val=32, n_test=100, style="t5"),
     "paper": dict(model="t5-base", n_origins=10, n_tokens=100, steps=10_000, batch_size=32, lr=0.3, warmup_steps=500, n_val=None, n_test=None, style="t5"),
 }
 _TASKS = {"smoke": ["rt_polarity", "amazon_polarity", "snli"],
