@@ -27,7 +27,7 @@ __all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError
            'profile_parameters', 'ProfileError', 'check_profile', 'ParameterError', 'notebooks_dir', 'check_parameters',
            'reproduce', 'write_readme']
 
-# %% ../nbs/08_experiments.ipynb #69e26314
+# %% ../nbs/08_experiments.ipynb #4a443879
 def versions() -> dict:
     "The versions a result was computed with."
     import transformers, peft
@@ -53,6 +53,11 @@ def _jsonable(x):
     if isinstance(x, (np.floating,)): return float(x)
     if isinstance(x, (str, int, float, bool)) or x is None: return x
     return str(x)
+
+def _hint(name:str, choices, n:int=1, cutoff:float=0.6) -> str:
+    "\"did you mean 'x'?\" for the close matches of `name`, or an empty string."
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
+    return f"did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 class StoreError(TpvError, ValueError):
     "A run-store record that cannot be read or written."
@@ -235,7 +240,7 @@ def finish(self, **extra) -> Path:
     atomic_write(p, json.dumps(_jsonable(s), indent=1)); self.say(f"done: {len(self.outputs)} outputs, {len(self.claims)} claims")
     return p
 
-# %% ../nbs/08_experiments.ipynb #b59806ee
+# %% ../nbs/08_experiments.ipynb #8c631dcb
 def _find_prompt(root:Path, h:str) -> SoftPrompt:
     "A stored prompt (origin or tuned) with content hash `h`."
     for m in root.glob("*/*/manifest.json"):
@@ -249,9 +254,9 @@ def rerun(path:str|Path) -> dict:
     if not m.exists(): raise StoreError(f"{path} is not a run-store record (no manifest.json); `tpv.experiments.RunStore(...).records()` lists them.")
     man = json.loads(m.read_text()); kind, key, root = man["kind"], man["key"], path.parents[1]
     rec = Record(path, man); t0 = time.time()
-    data_now = {t: data_fingerprint(t) for t in (key.get("data") or {})} if isinstance(key.get("data"), dict) else \
-               ({key["task"]: data_fingerprint(key["task"])} if key.get("data") else {})
-    data_then = key["data"] if isinstance(key.get("data"), dict) else ({key["task"]: key["data"]} if key.get("data") else {})
+    d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
+    data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
+    data_now = {t: data_fingerprint(t) for t in data_then}
     out = {"record": str(path), "kind": kind, "data_changed": data_now != data_then,
            "versions_changed": {k: (v, versions()[k]) for k, v in man["versions"].items() if versions().get(k) != v}}
     if kind == "origin":
@@ -273,7 +278,7 @@ def rerun(path:str|Path) -> dict:
     out["match"] = out["stored"] == out["recomputed"]; out["seconds"] = round(time.time() - t0, 1)
     return out
 
-# %% ../nbs/08_experiments.ipynb #d37962ca
+# %% ../nbs/08_experiments.ipynb #0de3bcd6
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
 PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "tweets_3class": "TREC (3-class, as a 'different' task)",
            "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia"}
@@ -313,11 +318,11 @@ class ProfileError(TpvError, ValueError):
 def check_profile(name:str) -> str:
     "Return `name` if it is a profile, else raise with the close matches."
     if name in _COMMON: return name
-    close = difflib.get_close_matches(name, list(_COMMON), n=2, cutoff=0.3)
-    raise ProfileError(f"Unknown profile {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
+    h = _hint(name, _COMMON, n=2, cutoff=0.3)
+    raise ProfileError(f"Unknown profile {name!r}" + (f"; {h}" if h else ".")
                        + f" Profiles: {', '.join(_COMMON)}.")
 
-# %% ../nbs/08_experiments.ipynb #8234ea9b
+# %% ../nbs/08_experiments.ipynb #b61fb7a4
 class ParameterError(TpvError, ValueError):
     "A parameter an experiment notebook does not have."
 
@@ -340,11 +345,11 @@ def check_parameters(notebook:str|Path, params:dict) -> dict:
     known = [p.name for p in papermill_translators.find_translator("python3", "python").inspect(nb.cells[i])]
     bad = [k for k in params if k not in known]
     if bad:
-        hints = "; ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, known, 1)) else "") for k in bad)
+        hints = "; ".join(f"{k!r}" + (f" ({h})" if (h := _hint(k, known)) else "") for k in bad)
         raise ParameterError(f"{Path(notebook).name} has no parameter {hints}. Its parameters: {', '.join(known)}.")
     return params
 
-# %% ../nbs/08_experiments.ipynb #5c4a6b88
+# %% ../nbs/08_experiments.ipynb #97ae844c
 class _ProgressLines(logging.Filter):
     "Pass the notebooks' own progress lines (`[experiment mm:ss] ...`) from papermill's cell-output log."
     def filter(self, r): return r.levelno >= logging.ERROR or bool(re.match(r"\[\w+ \d\d:\d\d\]", r.getMessage()))
@@ -368,7 +373,7 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
     names = list(only or EXPERIMENTS)
     for n in names:
         if n not in EXPERIMENTS:
-            raise TpvError(f"Unknown experiment {n!r}" + (f"; did you mean {c[0]!r}?" if (c := difflib.get_close_matches(n, EXPERIMENTS, 1)) else "")
+            raise TpvError(f"Unknown experiment {n!r}" + (f"; {h}" if (h := _hint(n, EXPERIMENTS)) else "")
                            + f". Experiments: {', '.join(EXPERIMENTS)}.")
     st = RunStore(store)
     runs = {n: check_parameters(nbs/f"{n}.ipynb", {**params[n], **(overrides or {}), "store": str(st.root), "out_dir": str(out.resolve())}) for n in names}
