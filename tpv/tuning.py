@@ -22,7 +22,8 @@ from .tasks import Task, default_style, format_example, get_task, load_split, su
 
 # %% auto #0
 __all__ = ['Encoded', 'use_chat', 'encode', 'length_grouped_batches', 'sorted_batches', 'Batch', 'collate', 'PromptModule',
-           'target_logprobs', 'score_choices', 'target_nll', 'ConfigError', 'TuneConfig', 'TuneResult', 'tune']
+           'target_logprobs', 'choice_logprobs', 'score_choices', 'target_nll', 'ConfigError', 'TuneConfig',
+           'TuneResult', 'tune']
 
 # %% ../nbs/03_tuning.ipynb #8b50b2bf
 @dataclass
@@ -108,7 +109,7 @@ def collate(lm:LM, pairs:Sequence[tuple]) -> Batch:
         tgt[i, :len(t)] = torch.tensor(t); tm[i, :len(t)] = 1
     return Batch(ids, att, torch.tensor([len(s) for s, _ in pairs]), tgt, tm)
 
-# %% ../nbs/03_tuning.ipynb #f6d19ffb
+# %% ../nbs/03_tuning.ipynb #5c8df5c4
 def _to(b:Batch, device) -> Batch: return Batch(*(getattr(b, f).to(device) for f in ("input_ids", "attention_mask", "src_len", "tgt", "tgt_mask")))
 
 class PromptModule(torch.nn.Module):
@@ -118,11 +119,9 @@ class PromptModule(torch.nn.Module):
     depends on the input (ATTEMPT). `tune` trains its parameters in place."""
     def export(self, meta:dict) -> SoftPrompt|None: return None
 
-def target_logprobs(lm:LM, prompts:torch.Tensor|PromptModule|None, # (P, d) or (B, P, d); a PromptModule; None for no prompt
-                    batch:Batch, peft_t5_split:bool=False) -> torch.Tensor:
-    "Log-probabilities (B × T) of each target token; 0 on padding."
-    b = _to(batch, lm.device); B = b.input_ids.shape[0]
-    emb = lm.embeddings(b.input_ids)
+def _prompted(lm:LM, prompts, b:Batch, peft_t5_split:bool):
+    "The prompted input: embeddings (B, P+L, d), their mask, P, and (PEFT's T5 split) the decoder half of the prompt."
+    B = b.input_ids.shape[0]; emb = lm.embeddings(b.input_ids)
     if callable(prompts):  # a PromptModule: the prompt may depend on the input
         prompts = prompts(emb, torch.arange(emb.shape[1], device=emb.device)[None] < b.src_len[:, None])
     if prompts is not None:
@@ -134,6 +133,19 @@ def target_logprobs(lm:LM, prompts:torch.Tensor|PromptModule|None, # (P, d) or (
     P = 0 if prompts is None else prompts.shape[1]
     x = emb if prompts is None else torch.cat([prompts, emb], 1)
     mask = torch.cat([torch.ones(B, P, dtype=b.attention_mask.dtype, device=emb.device), b.attention_mask], 1)
+    return x, mask, P, dec_prompt
+
+def _decode(lm:LM, enc_kw:dict, dec_in:torch.Tensor, dec_prompt) -> torch.Tensor:
+    "T5 decoder logits for `dec_in`, behind the decoder half of the prompt when there is one."
+    if dec_prompt is None: return lm.model(**enc_kw, decoder_input_ids=dec_in).logits
+    dec = torch.cat([dec_prompt, lm.embeddings(dec_in)], 1)
+    return lm.model(**enc_kw, decoder_inputs_embeds=dec).logits[:, dec_prompt.shape[1]:]
+
+def target_logprobs(lm:LM, prompts:torch.Tensor|PromptModule|None, # (P, d) or (B, P, d); a PromptModule; None for no prompt
+                    batch:Batch, peft_t5_split:bool=False) -> torch.Tensor:
+    "Log-probabilities (B × T) of each target token; 0 on padding."
+    b = _to(batch, lm.device); B = b.input_ids.shape[0]
+    x, mask, P, dec_prompt = _prompted(lm, prompts, b, peft_t5_split)
     with lm.autocast():
         if lm.kind == "causal":
             h = lm.model.base_model(inputs_embeds=x, attention_mask=mask).last_hidden_state
@@ -142,25 +154,63 @@ def target_logprobs(lm:LM, prompts:torch.Tensor|PromptModule|None, # (P, d) or (
             logits = lm.model.get_output_embeddings()(h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1])))
         else:
             start = lm.model.config.decoder_start_token_id
-            dec_in = torch.cat([torch.full((B, 1), start, device=emb.device), b.tgt[:, :-1]], 1)
-            if dec_prompt is None: logits = lm.model(inputs_embeds=x, attention_mask=mask, decoder_input_ids=dec_in).logits
-            else:
-                dec = torch.cat([dec_prompt, lm.embeddings(dec_in)], 1)
-                logits = lm.model(inputs_embeds=x, attention_mask=mask, decoder_inputs_embeds=dec).logits[:, dec_prompt.shape[1]:]
+            dec_in = torch.cat([torch.full((B, 1), start, device=x.device), b.tgt[:, :-1]], 1)
+            logits = _decode(lm, dict(inputs_embeds=x, attention_mask=mask), dec_in, dec_prompt)
     lp = logits.float().log_softmax(-1).gather(-1, b.tgt[..., None]).squeeze(-1)
     return lp * b.tgt_mask
 
-# %% ../nbs/03_tuning.ipynb #55a3efe0
+# %% ../nbs/03_tuning.ipynb #53108967
 @torch.no_grad()
-def score_choices(lm:LM, prompt:torch.Tensor|None, enc:Encoded, batch_size:int=32, peft_t5_split:bool=False,
-                  progress:bool=False) -> np.ndarray:
+def choice_logprobs(lm:LM, prompts:torch.Tensor|PromptModule|None, # as for `target_logprobs`
+                    batch:Batch, # the inputs only (their targets are ignored)
+                    choices:Sequence[Sequence[int]], # the label words' token ids
+                    peft_t5_split:bool=False) -> torch.Tensor:
+    "B × C summed log-probabilities of each label word after each input, with one pass over the inputs."
+    b = _to(batch, lm.device); B, C, dev = b.input_ids.shape[0], len(choices), lm.device
+    T = max(map(len, choices))
+    ch = torch.zeros(C, T, dtype=torch.long, device=dev); cm = torch.zeros(C, T, device=dev)
+    for j, c in enumerate(choices): ch[j, :len(c)] = torch.tensor(c); cm[j, :len(c)] = 1
+    rows = lambda t: t.repeat(B, 1)  # row i*C + j: example i, label word j
+    x, mask, P, dec_prompt = _prompted(lm, prompts, b, peft_t5_split)
+    head = lm.model.get_output_embeddings()
+    with lm.autocast():
+        if lm.kind == "causal":
+            o = lm.model.base_model(inputs_embeds=x, attention_mask=mask, use_cache=T > 1)
+            last = o.last_hidden_state[torch.arange(B, device=dev), P + b.src_len - 1]
+            out = head(last).float().log_softmax(-1)[:, ch[:, 0]]  # first tokens: B × C
+            if T > 1:  # the other tokens continue the cache, each label word in its own row
+                cache = o.past_key_values; cache.batch_repeat_interleave(C)
+                m2 = torch.cat([mask.repeat_interleave(C, 0), rows(cm[:, :-1]).to(mask.dtype)], 1)
+                pos = (P + b.src_len).repeat_interleave(C)[:, None] + torch.arange(T - 1, device=dev)[None]
+                h = lm.model.base_model(inputs_embeds=lm.embeddings(rows(ch[:, :-1])), attention_mask=m2,
+                                        position_ids=pos, past_key_values=cache).last_hidden_state
+                lp = head(h).float().log_softmax(-1).gather(-1, rows(ch[:, 1:])[..., None]).squeeze(-1)
+                out = out + (lp * rows(cm[:, 1:])).sum(1).view(B, C)
+            return out
+        enc = lm.model.get_encoder()(inputs_embeds=x, attention_mask=mask).last_hidden_state
+        start = lm.model.config.decoder_start_token_id
+        dec_in = torch.cat([torch.full((B * C, 1), start, device=dev), rows(ch[:, :-1])], 1)
+        dp = None if dec_prompt is None else dec_prompt.repeat_interleave(C, 0)
+        kw = dict(encoder_outputs=(enc.repeat_interleave(C, 0),), attention_mask=mask.repeat_interleave(C, 0))
+        lp = _decode(lm, kw, dec_in, dp).float().log_softmax(-1).gather(-1, rows(ch)[..., None]).squeeze(-1)
+    return (lp * rows(cm)).sum(1).view(B, C)
+
+@torch.no_grad()
+def score_choices(lm:LM, prompt:torch.Tensor|PromptModule|None, enc:Encoded, batch_size:int=32, peft_t5_split:bool=False,
+                  progress:bool=False,
+                  shared:bool=True, # one pass over each input for all its label words; False: a row per (input, label word)
+                 ) -> np.ndarray:
     "N × C matrix of summed log-probabilities of each label word."
     C = len(enc.choices); out = np.zeros((len(enc), C))
-    per = max(1, batch_size // C)
+    per = batch_size if shared else max(1, batch_size // C)
     for idx in tqdm(sorted_batches([len(s) for s in enc.src], per), desc=f"score {enc.task}", disable=not progress,
                     leave=False, mininterval=5):
-        b = collate(lm, [(enc.src[i], c) for i in idx for c in enc.choices])
-        out[idx] = target_logprobs(lm, prompt, b, peft_t5_split).sum(1).view(len(idx), C).cpu().numpy()
+        if shared:
+            b = collate(lm, [(enc.src[i], []) for i in idx])
+            out[idx] = choice_logprobs(lm, prompt, b, enc.choices, peft_t5_split).cpu().numpy()
+        else:
+            b = collate(lm, [(enc.src[i], c) for i in idx for c in enc.choices])
+            out[idx] = target_logprobs(lm, prompt, b, peft_t5_split).sum(1).view(len(idx), C).cpu().numpy()
     return out
 
 @torch.no_grad()
@@ -172,7 +222,7 @@ def target_nll(lm:LM, prompt:torch.Tensor|None, enc:Encoded, batch_size:int=32, 
         tot -= float(target_logprobs(lm, prompt, b, peft_t5_split).sum()); n += float(b.tgt_mask.sum())
     return tot / n
 
-# %% ../nbs/03_tuning.ipynb #c22b631c
+# %% ../nbs/03_tuning.ipynb #194dccb0
 class ConfigError(TpvError, ValueError):
     "A tuning setting that cannot work."
 
@@ -214,7 +264,7 @@ class TuneConfig:
         "A short hash of the settings, for run keys."
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
-# %% ../nbs/03_tuning.ipynb #4b60bb58
+# %% ../nbs/03_tuning.ipynb #2a183dd6
 @dataclass
 class TuneResult:
     "The outcome of `tune`."
