@@ -424,7 +424,7 @@ def tune(lm:LM, # the frozen model
         return TuneResult(param.export(meta), best[1], best[0], history, cfg, time.time() - t0, param, step_seconds)
     return TuneResult(_tuned(init, best, tasks, cfg), best[1], best[0], history, cfg, time.time() - t0, step_seconds=step_seconds)
 
-# %% ../nbs/03_tuning.ipynb #34f7d474
+# %% ../nbs/03_tuning.ipynb #013a4ec1
 def tune_many(lm:LM, # the frozen model
               runs:Sequence[tuple], # (task or tasks, init SoftPrompt) per prompt; the prompts must have equal length
               config:TuneConfig|None=None, # shared by all runs
@@ -477,7 +477,7 @@ def tune_many(lm:LM, # the frozen model
             if step % cfg.eval_every == 0 or step == r["total"]:
                 stop = _evaluated(r, step, lm, r["param"].detach, cfg, r["sched"].get_last_lr()[0], time.time() - t0)
                 r["done"] = stop or step == r["total"]
-        if step % 10 == 0: bar.set_postfix(loss=round(float(torch.stack(losses).mean()), 4), refresh=False)
+        if step % 10 == 0: bar.set_postfix(loss=round(float(torch.stack(losses).detach().mean()), 4), refresh=False)
         bar.update(1)
     bar.close(); secs = time.time() - t0
     return [TuneResult(_tuned(init, r["best"], r["tasks"], cfg), r["best"][1], r["best"][0], r["history"], cfg, secs,
