@@ -21,7 +21,7 @@ $(VENV)/.installed: settings.ini setup.py
 reproduce: install
 	$(BIN)/tpv reproduce --profile $(PROFILE)
 
-# tpv against PEFT + the HF Trainer on this machine -> benchmarks/RESULTS.md (about 15 min on 2 CPU cores)
+# tpv against PEFT + the HF Trainer on this machine -> benchmarks/RESULTS.md
 bench: install
 	$(BIN)/python benchmarks/bench.py
 
