@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 
-.PHONY: install reproduce test check nbtest pytest clean-venv
+.PHONY: install reproduce bench test check nbtest pytest clean-venv
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(VENV)/.installed: settings.ini setup.py
 
 reproduce: install
 	$(BIN)/tpv reproduce --profile $(PROFILE)
+
+# tpv against PEFT + the HF Trainer on this machine -> benchmarks/RESULTS.md
+bench: install
+	$(BIN)/python benchmarks/bench.py
 
 check: install
 	bash .ci/check_sync $(BIN)

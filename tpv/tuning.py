@@ -23,7 +23,7 @@ from .tasks import Task, default_style, format_example, get_task, load_split, su
 # %% auto #0
 __all__ = ['Encoded', 'use_chat', 'encode', 'length_grouped_batches', 'sorted_batches', 'Batch', 'collate', 'PromptModule',
            'target_logprobs', 'choice_logprobs', 'score_choices', 'target_nll', 'ConfigError', 'TuneConfig',
-           'TuneResult', 'tune']
+           'TuneResult', 'tune', 'tune_many']
 
 # %% ../nbs/03_tuning.ipynb #8b50b2bf
 @dataclass
@@ -264,7 +264,7 @@ class TuneConfig:
         "A short hash of the settings, for run keys."
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
-# %% ../nbs/03_tuning.ipynb #2a183dd6
+# %% ../nbs/03_tuning.ipynb #e2d95a08
 @dataclass
 class TuneResult:
     "The outcome of `tune`."
@@ -275,6 +275,7 @@ class TuneResult:
     config: TuneConfig
     seconds: float
     module: PromptModule|None = None # the trained module (left at its best state), when `tune` trained one
+    step_seconds: list = field(default_factory=list) # wall time of each training step, validation excluded
     @property
     def history_df(self) -> pd.DataFrame: return pd.DataFrame(self.history)
 
@@ -306,20 +307,8 @@ def _validate_all(lm, prompt, vals, cfg) -> dict:
     if accs: out["val_accuracy"] = float(np.mean(accs))
     return out
 
-def tune(lm:LM, # the frozen model
-         task:Task|str|Sequence, # a task, or several for multi-task prompt tuning
-         init:SoftPrompt|PromptModule, # the starting prompt (an origin, a transferred prompt, ...), or a prompt module
-         config:TuneConfig|None=None,
-         train:pd.DataFrame|Sequence|None=None, # training examples (default: the task's train split); one per task
-         validation:pd.DataFrame|Sequence|None=None, # validation examples (default: the task's validation split)
-         progress:bool=True, # show a tqdm bar
-         checkpoint:str|Path|None=None, # a file to keep the training state in: an interrupted run resumes from it
-         checkpoint_every:int=50, # save the state every N steps
-        ) -> TuneResult:
-    "Prompt-tune `init` on `task` with the frozen `lm`; return the best prompt by validation loss."
-    cfg = (config or TuneConfig()).validate()
-    is_mod = isinstance(init, PromptModule)
-    if not is_mod: check_fits(init, lm)
+def _setup(lm:LM, task, train, validation, cfg:TuneConfig):
+    "A run's tasks, encoded data, number of steps and endless batch streams (one per task)."
     tasks = [get_task(t) for t in (task if isinstance(task, (list, tuple)) else [task])]
     def per_task(x, split):
         if x is None: return [load_split(t, split) for t in tasks]
@@ -339,6 +328,41 @@ def tune(lm:LM, # the frozen model
         while True:
             for bi in length_grouped_batches([len(s) + len(t) for s, t in zip(e.src, e.tgt)], per, rng): yield bi
     streams = [stream(e) for e in tr_enc]
+    return tasks, tr_enc, va_enc, total, streams
+
+def _evaluated(run:dict, step:int, lm:LM, view, cfg:TuneConfig, lr:float, seconds:float) -> bool:
+    "Validate at `step`, log it, keep the best state; return whether early stopping says stop."
+    v = _validate_all(lm, view(), run["va_enc"], cfg)
+    run["history"].append({"step": step, "train_loss": float(np.mean(run["run_loss"])), "lr": lr, "seconds": round(seconds, 1), **v})
+    run["run_loss"] = []
+    if v["val_loss"] < run["best"][0]: run["best"], run["bad_evals"] = (v["val_loss"], step, run["snap"]()), 0
+    else: run["bad_evals"] += 1
+    return bool(cfg.early_stopping and run["bad_evals"] >= cfg.early_stopping)
+
+def _finite(loss:float, step:int) -> float:
+    if not math.isfinite(loss): raise TpvError(f"The training loss became {loss} at step {step}; lower the learning rate.")
+    return loss
+
+def _tuned(init:SoftPrompt, best, tasks, cfg:TuneConfig) -> SoftPrompt:
+    meta = {**{k: v for k, v in init.meta.items() if k in ("origin", "origin_hash")}, "init_hash": init.hash,
+            "tasks": [t.name for t in tasks], "step": best[1], "config_hash": cfg.hash()}
+    return SoftPrompt(best[2], init.model, init.kind, "tuned", meta)
+
+def tune(lm:LM, # the frozen model
+         task:Task|str|Sequence, # a task, or several for multi-task prompt tuning
+         init:SoftPrompt|PromptModule, # the starting prompt (an origin, a transferred prompt, ...), or a prompt module
+         config:TuneConfig|None=None,
+         train:pd.DataFrame|Sequence|None=None, # training examples (default: the task's train split); one per task
+         validation:pd.DataFrame|Sequence|None=None, # validation examples (default: the task's validation split)
+         progress:bool=True, # show a tqdm bar
+         checkpoint:str|Path|None=None, # a file to keep the training state in: an interrupted run resumes from it
+         checkpoint_every:int=50, # save the state every N steps
+        ) -> TuneResult:
+    "Prompt-tune `init` on `task` with the frozen `lm`; return the best prompt by validation loss."
+    cfg = (config or TuneConfig()).validate()
+    is_mod = isinstance(init, PromptModule)
+    if not is_mod: check_fits(init, lm)
+    tasks, tr_enc, va_enc, total, streams = _setup(lm, task, train, validation, cfg)
     if is_mod:  # train the module's parameters in place; keep the best state
         param = init.to(lm.device).train(); params = [p for p in param.parameters() if p.requires_grad]
         snap = lambda: {k: v.detach().clone() for k, v in param.state_dict().items()}
@@ -348,10 +372,11 @@ def tune(lm:LM, # the frozen model
     view = (lambda: param) if is_mod else (lambda: param.detach())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total)
-    best = (math.inf, 0, snap()); bad_evals = 0; run_loss = []; first = 1; history = None
+    run = {"va_enc": va_enc, "snap": snap, "best": (math.inf, 0, snap()), "bad_evals": 0, "run_loss": [], "history": None}
+    first = 1
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
-        ident = {"config": cfg.hash(), "tasks": [t.name for t in tasks], "init": _state_hash(best[2]), "data": _data_hash(tr_enc, va_enc)}
+        ident = {"config": cfg.hash(), "tasks": [t.name for t in tasks], "init": _state_hash(run["best"][2]), "data": _data_hash(tr_enc, va_enc)}
         if checkpoint.exists():
             ck = _load_checkpoint(checkpoint)
             if ck["ident"] != ident:
@@ -360,14 +385,16 @@ def tune(lm:LM, # the frozen model
             if is_mod: param.load_state_dict(ck["state"])
             else: param.data.copy_(ck["state"])
             opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
-            history, best, bad_evals, run_loss, first = ck["history"], ck["best"], ck["bad_evals"], ck["run_loss"], ck["step"] + 1
+            run.update({k: ck[k] for k in ("history", "best", "bad_evals", "run_loss")}); first = ck["step"] + 1
             for _ in range(ck["step"]):  # replay the batch order (no model work) so the data stream continues exactly
                 for s in streams: next(s)
-    if history is None: history = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]  # not again on resume
+    if run["history"] is None: run["history"] = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]  # not again on resume
     t0 = time.time()
     bar = tqdm(total=total, initial=first - 1, desc=f"tune {'+'.join(t.name for t in tasks)}", disable=not progress, leave=False, mininterval=5)
     stopped = False
+    step_seconds = []
     for step in range(first, total + 1):
+        ts = time.perf_counter()
         pairs = [(e.src[i], e.tgt[i]) for e, s in zip(tr_enc, streams) for i in next(s)]
         b = collate(lm, pairs)
         lp = target_logprobs(lm, param, b, cfg.peft_t5_split)
@@ -375,30 +402,83 @@ def tune(lm:LM, # the frozen model
         loss.backward()
         if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        run_loss.append(loss.item())
-        if not math.isfinite(run_loss[-1]): raise TpvError(f"The training loss became {run_loss[-1]} at step {step}; lower the learning rate.")
+        run["run_loss"].append(_finite(loss.item(), step)); step_seconds.append(time.perf_counter() - ts)
         if step % cfg.eval_every == 0 or step == total:
-            v = _validate_all(lm, view(), va_enc, cfg)
-            history.append({"step": step, "train_loss": float(np.mean(run_loss)), "lr": sched.get_last_lr()[0],
-                            "seconds": round(time.time() - t0, 1), **v}); run_loss = []
-            if v["val_loss"] < best[0]: best = (v["val_loss"], step, snap()); bad_evals = 0
-            else: bad_evals += 1
-            bar.set_postfix({k: round(x, 4) for k, x in [("loss", history[-1]["train_loss"]), ("val_loss", v["val_loss"]),
-                                                        ("val_acc", v.get("val_accuracy", float("nan")))]}, refresh=False)
-        elif step % 10 == 0: bar.set_postfix(loss=round(float(np.mean(run_loss)), 4), refresh=False)
+            stopped = _evaluated(run, step, lm, view, cfg, sched.get_last_lr()[0], time.time() - t0)
+            h = run["history"][-1]
+            bar.set_postfix({k: round(x, 4) for k, x in [("loss", h["train_loss"]), ("val_loss", h["val_loss"]),
+                                                        ("val_acc", h.get("val_accuracy", float("nan")))]}, refresh=False)
+        elif step % 10 == 0: bar.set_postfix(loss=round(float(np.mean(run["run_loss"])), 4), refresh=False)
         bar.update(1)
-        stopped = bool(cfg.early_stopping and bad_evals >= cfg.early_stopping)
         if checkpoint is not None and step % checkpoint_every == 0 and step < total and not stopped:
             with atomic_path(checkpoint) as tmp:
                 torch.save({"ident": ident, "step": step, "state": snap(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "history": history, "best": best, "bad_evals": bad_evals, "run_loss": run_loss}, tmp)
+                            **{k: run[k] for k in ("history", "best", "bad_evals", "run_loss")}}, tmp)
         if stopped: break
     bar.close()
     if checkpoint is not None and checkpoint.exists(): checkpoint.unlink()  # finished: nothing to resume
-    meta = {"tasks": [t.name for t in tasks], "step": best[1], "config_hash": cfg.hash()}
+    best, history = run["best"], run["history"]
     if is_mod:
         param.load_state_dict(best[2]); param.eval()
-        return TuneResult(param.export(meta), best[1], best[0], history, cfg, time.time() - t0, param)
-    meta = {**{k: v for k, v in init.meta.items() if k in ("origin", "origin_hash")}, "init_hash": init.hash, **meta}
-    prompt = SoftPrompt(best[2], init.model, init.kind, "tuned", meta)
-    return TuneResult(prompt, best[1], best[0], history, cfg, time.time() - t0)
+        meta = {"tasks": [t.name for t in tasks], "step": best[1], "config_hash": cfg.hash()}
+        return TuneResult(param.export(meta), best[1], best[0], history, cfg, time.time() - t0, param, step_seconds)
+    return TuneResult(_tuned(init, best, tasks, cfg), best[1], best[0], history, cfg, time.time() - t0, step_seconds=step_seconds)
+
+# %% ../nbs/03_tuning.ipynb #013a4ec1
+def tune_many(lm:LM, # the frozen model
+              runs:Sequence[tuple], # (task or tasks, init SoftPrompt) per prompt; the prompts must have equal length
+              config:TuneConfig|None=None, # shared by all runs
+              train:Sequence|None=None, # per run: its training examples as `tune` takes them, or None (the default split)
+              validation:Sequence|None=None, # per run, likewise
+              progress:bool=True) -> list[TuneResult]:
+    "Prompt-tune K prompts in one loop over the shared frozen `lm`; the same results as K `tune` calls."
+    cfg = (config or TuneConfig()).validate(); K = len(runs)
+    if K == 0: raise TpvError("tune_many needs at least one (task, init) run.")
+    train, validation = train or [None] * K, validation or [None] * K
+    if len(train) != K or len(validation) != K: raise TpvError(f"Give one train and one validation entry per run ({K} runs).")
+    for task, init in runs:
+        if not isinstance(init, SoftPrompt): raise TpvError(f"tune_many trains SoftPrompts, not {type(init).__name__}; train a prompt module with `tune`.")
+        check_fits(init, lm)
+    if len({init.tensor.shape[0] for _, init in runs}) > 1:
+        raise TpvError(f"tune_many needs prompts of one length, got {sorted({init.tensor.shape[0] for _, init in runs})} rows.")
+    R = []
+    for (task, init), tr, va in zip(runs, train, validation):
+        tasks, tr_enc, va_enc, total, streams = _setup(lm, task, tr, va, cfg)
+        param = torch.nn.Parameter(init.tensor.clone().to(lm.device))
+        opt = torch.optim.AdamW([param], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        snap = lambda param=param: param.detach().clone()
+        r = {"tasks": tasks, "tr_enc": tr_enc, "va_enc": va_enc, "total": total, "streams": streams, "param": param, "opt": opt,
+             "sched": get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total), "snap": snap,
+             "best": (math.inf, 0, snap()), "bad_evals": 0, "run_loss": [], "done": False,
+             "history": [{"step": 0, **_validate_all(lm, param.detach(), va_enc, cfg)}]}
+        R.append(r)
+    t0 = time.time(); last = max(r["total"] for r in R)
+    bar = tqdm(total=last, desc=f"tune {K} prompts", disable=not progress, leave=False, mininterval=5)
+    step_seconds = []
+    for step in range(1, last + 1):
+        active = [r for r in R if not r["done"]]
+        if not active: break
+        ts = time.perf_counter()
+        pairs, rows = [], []
+        for r in active:
+            p = [(e.src[i], e.tgt[i]) for e, s in zip(r["tr_enc"], r["streams"]) for i in next(s)]
+            pairs += p; rows.append(len(p))
+        b = collate(lm, pairs)
+        prompts = torch.cat([r["param"][None].expand(n, -1, -1) for r, n in zip(active, rows)])
+        lp, tm = target_logprobs(lm, prompts, b, cfg.peft_t5_split), b.tgt_mask.to(lm.device)
+        losses = [-l.sum() / m.sum() for l, m in zip(lp.split(rows), tm.split(rows))]
+        torch.stack(losses).sum().backward()  # run k's loss depends on its prompt only: each gets its own gradient
+        for r, loss in zip(active, losses):
+            if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_([r["param"]], cfg.max_grad_norm)
+            r["opt"].step(); r["sched"].step(); r["opt"].zero_grad(set_to_none=True)
+            r["run_loss"].append(_finite(loss.item(), step))
+        step_seconds.append(time.perf_counter() - ts)
+        for r in active:
+            if step % cfg.eval_every == 0 or step == r["total"]:
+                stop = _evaluated(r, step, lm, r["param"].detach, cfg, r["sched"].get_last_lr()[0], time.time() - t0)
+                r["done"] = stop or step == r["total"]
+        if step % 10 == 0: bar.set_postfix(loss=round(float(torch.stack(losses).detach().mean()), 4), refresh=False)
+        bar.update(1)
+    bar.close(); secs = time.time() - t0
+    return [TuneResult(_tuned(init, r["best"], r["tasks"], cfg), r["best"][1], r["best"][0], r["history"], cfg, secs,
+                       step_seconds=step_seconds) for (_, init), r in zip(runs, R)]

@@ -1,0 +1,302 @@
+"""tpv against PEFT + the HF Trainer, side by side, on one machine, model, task and step count.
+
+    python benchmarks/bench.py                      # SmolLM2, rt_polarity, batch 8, 20 steps -> benchmarks/RESULTS.md
+    python benchmarks/bench.py --model tiny-llama --steps 3 --n-val 8 --out /tmp/r.md   # a quick check
+
+Each training setup runs in its own process (so its peak memory is its own) from the same origin
+prompt on the same tokenised data, then its trained prompt is scored by the same rank
+classification on the same validation examples. Step times are medians over the run's steps, each
+step timed alone (validation and generation excluded); the first `--warmup` steps are dropped.
+"""
+from __future__ import annotations
+import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SETUPS = {  # name -> what it is
+    "peft_paper": "PEFT prompt tuning + HF Trainer as the paper's code: inputs padded to 256, full logits, fp32",
+    "peft_dynamic": "PEFT prompt tuning + HF Trainer, dynamic padding (to the longest in the batch), fp32",
+    "peft_dynamic_bf16": "PEFT prompt tuning + HF Trainer, dynamic padding, bf16 autocast (`bf16=True`)",
+    "tpv": "tpv.tuning.tune: length-grouped dynamic padding, logits only at target positions, bf16 autocast where fast",
+}
+
+def _args(argv=None):
+    a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    a.add_argument("--model", default="smollm2-135m-instruct"); a.add_argument("--task", default="rt_polarity")
+    a.add_argument("--batch-size", type=int, default=8); a.add_argument("--steps", type=int, default=20)
+    a.add_argument("--warmup", type=int, default=2, help="steps left out of the step-time median")
+    a.add_argument("--lr", type=float, default=0.3); a.add_argument("--n-tokens", type=int, default=20)
+    a.add_argument("--n-train", type=int, default=2000, help="training examples drawn from (stratified)")
+    a.add_argument("--n-val", type=int, default=100, help="validation examples scored by every setup")
+    a.add_argument("--k", type=int, default=4, help="prompts trained at once by tune_many")
+    a.add_argument("--repeats", type=int, default=3, help="repeats of the matmul and evaluation timings")
+    a.add_argument("--setups", default=",".join(SETUPS))
+    a.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    a.add_argument("--worker", help=argparse.SUPPRESS); a.add_argument("--result", help=argparse.SUPPRESS)
+    return a.parse_args(argv)
+
+def _rss_mib() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def _data(args, lm):
+    from tpv.tasks import load_split, subsample
+    from tpv.tuning import encode
+    tr = subsample(args.task, load_split(args.task, "train"), args.n_train, 42)
+    va = subsample(args.task, load_split(args.task, "validation"), args.n_val, 42)
+    return tr, va, encode(lm, args.task, tr, "t5"), encode(lm, args.task, va, "t5")
+
+def _origin(args, lm):
+    from tpv.prompts import make_origins
+    return make_origins(lm, 1, args.n_tokens)[0]
+
+def _median_step(times, warmup): return statistics.median(times[warmup:] if len(times) > warmup else times)
+
+def _val_accuracy(lm, tensor, va_enc):
+    import numpy as np
+    from tpv.tuning import score_choices
+    sc = score_choices(lm, tensor, va_enc)
+    return float((sc.argmax(1) == va_enc.labels).mean())
+
+# ---------------------------------------------------------------- workers (one process each)
+def worker_tpv(args, res):
+    from tpv.models import load_lm
+    from tpv.tuning import TuneConfig, tune
+    lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm); o = _origin(args, lm)
+    cfg = TuneConfig(lr=args.lr, warmup_steps=0, batch_size=args.batch_size, max_steps=args.steps, eval_every=args.steps, style="t5")
+    r = tune(lm, args.task, o, cfg, train=tr, validation=va, progress=False)  # validates at step 0 and at the end only
+    res.update(step_s=_median_step(r.step_seconds, args.warmup), steps=len(r.step_seconds), bf16=lm.bf16,
+               val_accuracy=_val_accuracy(lm, r.prompt.tensor, va_enc), best_step=r.best_step)
+
+def worker_peft(args, res, setup):
+    from peft import PromptTuningConfig, TaskType, get_peft_model, set_peft_model_state_dict
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from tpv.models import load_lm
+    lm = load_lm(args.model); tr, va, tr_enc, va_enc = _data(args, lm); o = _origin(args, lm)  # lm.bf16 only affects scoring
+    pad, L = lm.tokenizer.pad_token_id, 256
+    rows = [{"input_ids": s + t, "labels": [-100] * len(s) + t} for s, t in zip(tr_enc.src, tr_enc.tgt)]
+    def collate(batch):
+        n = L if setup == "peft_paper" else max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad); lab = torch.full((len(batch), n), -100); att = torch.zeros(len(batch), n, dtype=torch.long)
+        for i, b in enumerate(batch):
+            k = min(n, len(b["input_ids"])); ids[i, :k] = torch.tensor(b["input_ids"][:k]); lab[i, :k] = torch.tensor(b["labels"][:k]); att[i, :k] = 1
+        return {"input_ids": ids, "attention_mask": att, "labels": lab}
+    model = get_peft_model(lm.model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.n_tokens))
+    set_peft_model_state_dict(model, {"prompt_embeddings": o.tensor})
+    times = []
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *a, **k): self.t = time.perf_counter()
+        def on_step_end(self, *a, **k): times.append(time.perf_counter() - self.t)
+    with tempfile.TemporaryDirectory() as d:
+        targs = TrainingArguments(output_dir=d, per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=args.lr,
+                                  weight_decay=1e-5, warmup_steps=0, lr_scheduler_type="linear", max_grad_norm=1.0, optim="adamw_torch",
+                                  logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[], use_cpu=lm.device.type == "cpu",
+                                  bf16=setup.endswith("bf16"), remove_unused_columns=False, dataloader_num_workers=0, seed=42, disable_tqdm=True)
+        Trainer(model=model, args=targs, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
+    tensor = model.prompt_encoder["default"].embedding.weight.detach().clone()
+    res.update(step_s=_median_step(times, args.warmup), steps=len(times), bf16=setup.endswith("bf16"),
+               val_accuracy=_val_accuracy(lm, tensor, va_enc))
+    if setup == "peft_paper":  # the paper's evaluation: greedy generation through PEFT, exact match of the parsed label
+        res["generation"] = _peft_generation(args, lm, model, va, va_enc)
+
+def _peft_generation(args, lm, model, va, va_enc):
+    from tpv.evaluation import parse_label
+    from tpv.tasks import get_task
+    tok, task, out = lm.tokenizer, get_task(args.task), []
+    model.eval(); t0 = time.perf_counter()
+    for i in range(0, len(va_enc.src), 32):
+        srcs = va_enc.src[i:i + 32]; n = max(map(len, srcs))
+        ids = torch.tensor([[tok.pad_token_id] * (n - len(s)) + s for s in srcs]); att = (torch.arange(n)[None] >= torch.tensor([n - len(s) for s in srcs])[:, None]).long()
+        with torch.no_grad():
+            g = model.generate(input_ids=ids, attention_mask=att, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+        out += [tok.decode(r[n:], skip_special_tokens=True) for r in g]
+    secs = time.perf_counter() - t0
+    preds = [parse_label(task, x) for x in out]
+    return {"seconds": secs, "n": len(out), "accuracy": float(sum(p == l for p, l in zip(preds, va["label"])) / len(out))}
+
+def worker_many(args, res):
+    "tune_many with K prompts (one task, K origins) against K sequential tune calls."
+    from tpv.models import load_lm
+    from tpv.prompts import make_origins
+    from tpv.tuning import TuneConfig, tune, tune_many
+    lm = load_lm(args.model); tr, va, _, _ = _data(args, lm)
+    origins = make_origins(lm, args.k, args.n_tokens)
+    cfg = TuneConfig(lr=args.lr, warmup_steps=0, batch_size=args.batch_size, max_steps=args.steps, eval_every=args.steps, style="t5")
+    seq = [tune(lm, args.task, o, cfg, train=tr, validation=va, progress=False) for o in origins]
+    many = tune_many(lm, [(args.task, o) for o in origins], cfg, train=[tr] * args.k, validation=[va] * args.k, progress=False)
+    res.update(k=args.k, seq_step_s=sum(_median_step(r.step_seconds, args.warmup) for r in seq),
+               many_step_s=_median_step(many[0].step_seconds, args.warmup), bf16=lm.bf16,
+               max_abs_diff=max(float((a.prompt.tensor - b.prompt.tensor).abs().max()) for a, b in zip(seq, many)),
+               prompt_scale=max(float(a.prompt.tensor.abs().max()) for a in seq))
+
+def worker_eval(args, res):
+    "Rank classification (one pass per input; one row per label word) against generation, on a trained prompt."
+    from tpv.evaluation import generate, parse_label
+    from tpv.models import load_lm
+    from tpv.tasks import get_task
+    from tpv.tuning import TuneConfig, score_choices, tune
+    lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm); o = _origin(args, lm)
+    cfg = TuneConfig(lr=args.lr, warmup_steps=0, batch_size=args.batch_size, max_steps=args.steps, eval_every=args.steps, style="t5")
+    p = tune(lm, args.task, o, cfg, train=tr, validation=va, progress=False).prompt.tensor
+    task, labels = get_task(args.task), va_enc.labels
+    def timed(f):
+        ts, out = [], None
+        for _ in range(args.repeats): t0 = time.perf_counter(); out = f(); ts.append(time.perf_counter() - t0)
+        return statistics.median(ts), out
+    t_shared, sc = timed(lambda: score_choices(lm, p, va_enc))
+    t_rows, sc2 = timed(lambda: score_choices(lm, p, va_enc, shared=False))
+    t_gen, texts = timed(lambda: generate(lm, p, va_enc.src, 16))
+    gen_acc = float(sum(parse_label(task, x) == l for x, l in zip(texts, labels)) / len(labels))
+    res.update(n=len(labels), bf16=lm.bf16, rank_shared_s=t_shared, rank_rows_s=t_rows, generate_s=t_gen,
+               rank_accuracy=float((sc.argmax(1) == labels).mean()), rank_rows_accuracy=float((sc2.argmax(1) == labels).mean()),
+               generate_accuracy=gen_acc)
+
+def worker_flops(args, res):
+    "FLOPs of one tpv training step (forward + backward, counted by torch) and the best matmul rate of this machine."
+    from torch.utils.flop_counter import FlopCounterMode
+    from tpv.models import load_lm
+    from tpv.tuning import collate, target_logprobs, length_grouped_batches
+    import numpy as np
+    lm = load_lm(args.model); tr, va, tr_enc, _ = _data(args, lm); o = _origin(args, lm)
+    rng = np.random.RandomState(42)
+    batches = length_grouped_batches([len(s) + len(t) for s, t in zip(tr_enc.src, tr_enc.tgt)], args.batch_size, rng)
+    p = torch.nn.Parameter(o.tensor.clone())
+    def step(idx):
+        b = collate(lm, [(tr_enc.src[i], tr_enc.tgt[i]) for i in idx])
+        lp = target_logprobs(lm, p, b); loss = -lp.sum() / b.tgt_mask.sum(); loss.backward(); p.grad = None
+    flops, times = [], []
+    for idx in batches[:args.steps]:
+        with FlopCounterMode(display=False) as fc: step(idx)
+        flops.append(fc.get_total_flops())
+        t0 = time.perf_counter(); step(idx); times.append(time.perf_counter() - t0)
+    rates = [f / t for f, t in zip(flops, times)][args.warmup:] or [f / t for f, t in zip(flops, times)]
+    res.update(step_flops=statistics.median(flops), step_s=statistics.median(times[args.warmup:] or times),
+               achieved=statistics.median(rates), bf16=lm.bf16, matmul=_matmul_peak(args.repeats))
+
+def _matmul_peak(repeats):
+    "The best rate of square matrix products (fp32 and bf16) at a few sizes: the machine's reference."
+    out = {}
+    for dt in (torch.float32, torch.bfloat16):
+        best = 0.0
+        for n in (512, 1024, 2048):
+            a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt); a @ b
+            reps = max(1, int(2e10 // (2 * n ** 3)))
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(reps): a @ b
+                ts.append((time.perf_counter() - t0) / reps)
+            best = max(best, 2 * n ** 3 / statistics.median(ts))
+        out[str(dt).split(".")[-1]] = best
+    return out
+
+WORKERS = {"tpv": worker_tpv, "many": worker_many, "eval": worker_eval, "flops": worker_flops,
+           **{s: (lambda a, r, s=s: worker_peft(a, r, s)) for s in SETUPS if s.startswith("peft")}}
+
+def _run_worker(name, argv) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f: path = f.name
+    t0 = time.time()
+    print(f"[bench] {name} ...", flush=True)
+    p = subprocess.run([sys.executable, __file__, *argv, "--worker", name, "--result", path])
+    if p.returncode: raise SystemExit(f"benchmark worker {name!r} failed (exit {p.returncode})")
+    r = json.loads(Path(path).read_text()); os.unlink(path)
+    print(f"[bench] {name} done in {time.time() - t0:.0f} s", flush=True)
+    return r
+
+# ---------------------------------------------------------------- the report
+def _versions():
+    import numpy, peft, transformers
+    import tpv
+    return {"tpv": tpv.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "numpy": numpy.__version__}
+
+def _cpu():
+    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except Exception: return platform.processor() or "unknown"
+
+def _verdict(ok): return "**met**" if ok else "**not met**"
+
+def report(args, argv, R, seconds) -> str:
+    cmd = "python benchmarks/bench.py " + " ".join(argv)
+    B = args.batch_size
+    L = [f"# tpv benchmarks", "",
+         f"Measured by `{cmd.strip()}` in {seconds / 60:.1f} min on {time.strftime('%Y-%m-%d')}.", "",
+         f"- machine: {_cpu()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, "
+         f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
+         "- versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()),
+         f"- model `{args.model}`, task `{args.task}`, batch {B}, {args.steps} steps, lr {args.lr}, {args.n_tokens}-token prompt "
+         f"from the same origin, {args.n_val} validation examples; step times are medians over steps {args.warmup + 1}–{args.steps}.", ""]
+    tr = {s: R[s] for s in SETUPS if s in R}
+    if tr:
+        L += ["## Training", "", "| setup | s / step | examples / s | × paper-style | peak RSS (MiB) | val accuracy (rank) |", "|---|---|---|---|---|---|"]
+        ref = tr.get("peft_paper", {}).get("step_s")
+        for s, r in tr.items():
+            L.append(f"| `{s}` | {r['step_s']:.3f} | {B / r['step_s']:.1f} | {ref / r['step_s']:.2f} |" if ref else f"| `{s}` | {r['step_s']:.3f} | {B / r['step_s']:.1f} | – |")
+            L[-1] += f" {r['peak_rss_mib']:.0f} | {r['val_accuracy']:.3f} |"
+        L += [""] + [f"- `{s}`: {SETUPS[s]}" for s in tr] + [
+              "- Peak RSS is the whole process (model, data, framework), the same for every setup but its training.",
+              "- Every trained prompt is scored the same way (tpv's rank classification) on the same validation examples.", ""]
+    if "eval" in R:
+        e = R["eval"]; n = e["n"]
+        L += ["## Evaluation", "", f"A prompt trained by tpv ({args.steps} steps), {n} validation examples, median of {args.repeats} repeats.", "",
+              "| method | s | examples / s | accuracy |", "|---|---|---|---|",
+              f"| rank classification, one pass per input (`score_choices`) | {e['rank_shared_s']:.2f} | {n / e['rank_shared_s']:.1f} | {e['rank_accuracy']:.3f} |",
+              f"| rank classification, a row per label word (`shared=False`) | {e['rank_rows_s']:.2f} | {n / e['rank_rows_s']:.1f} | {e['rank_rows_accuracy']:.3f} |",
+              f"| greedy generation, 16 new tokens, tpv's cached loop (`tpv.evaluation.generate`) | {e['generate_s']:.2f} | {n / e['generate_s']:.1f} | {e['generate_accuracy']:.3f} |"]
+        g = R.get("peft_paper", {}).get("generation")
+        if g: L.append(f"| greedy generation, 16 new tokens, PEFT `generate` (the paper's evaluation, fp32; PEFT-trained prompt) | {g['seconds']:.2f} | {g['n'] / g['seconds']:.1f} | {g['accuracy']:.3f} |")
+        L.append("")
+    if "many" in R:
+        m = R["many"]
+        L += ["## Many prompts at once", "", f"{m['k']} prompts (one task, {m['k']} origins), {args.steps} steps each, batch {B} per prompt, "
+              f"{'bf16 autocast' if m['bf16'] else 'fp32'}, on {'CUDA' if torch.cuda.is_available() else 'CPU'}.", "",
+              "| | s per step of all K prompts | examples / s |", "|---|---|---|",
+              f"| {m['k']} sequential `tune` calls | {m['seq_step_s']:.3f} | {m['k'] * B / m['seq_step_s']:.1f} |",
+              f"| one `tune_many` loop | {m['many_step_s']:.3f} | {m['k'] * B / m['many_step_s']:.1f} |", "",
+              f"Speed-up {m['seq_step_s'] / m['many_step_s']:.2f}×; largest difference between the prompts of the two: {m['max_abs_diff']:.2e} "
+              f"(prompt entries up to {m['prompt_scale']:.2f}).", ""]
+    if "flops" in R:
+        f = R["flops"]; peak = max(f["matmul"].values()); ref = f["matmul"]["bfloat16" if f["bf16"] else "float32"]
+        L += ["## FLOP/s of a training step", "",
+              f"- best square matmul: fp32 {f['matmul']['float32'] / 1e9:.1f} GFLOP/s, bf16 {f['matmul']['bfloat16'] / 1e9:.1f} GFLOP/s",
+              f"- one tpv step (batch {B}, forward + backward, FLOPs counted by `torch.utils.flop_counter`): {f['step_flops'] / 1e9:.1f} GFLOP "
+              f"in {f['step_s']:.3f} s = {f['achieved'] / 1e9:.1f} GFLOP/s, {100 * f['achieved'] / ref:.0f}% of the "
+              f"{'bf16' if f['bf16'] else 'fp32'} matmul rate (the step's own precision), {100 * f['achieved'] / peak:.0f}% of the best.", ""]
+    L += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    t = tr.get("tpv")
+    for name, lim in (("peft_paper", 10), ("peft_dynamic", 3)):
+        if t and name in tr:
+            x = tr[name]["step_s"] / t["step_s"]; ok = x >= lim and t["val_accuracy"] >= tr[name]["val_accuracy"]
+            L.append(f"| training ≥ {lim}× `{name}` at equal or better validation accuracy | {x:.2f}×, accuracy {t['val_accuracy']:.3f} vs {tr[name]['val_accuracy']:.3f} | {_verdict(ok)} |")
+    if "eval" in R:
+        e = R["eval"]; g = R.get("peft_paper", {}).get("generation")
+        x = e["generate_s"] / e["rank_shared_s"]
+        L.append(f"| evaluation ≥ 10× generation (tpv's generation loop) | {x:.1f}×, accuracy {e['rank_accuracy']:.3f} vs {e['generate_accuracy']:.3f} | {_verdict(x >= 10)} |")
+        if g:
+            x2 = (g["seconds"] / g["n"]) / (e["rank_shared_s"] / e["n"])
+            L.append(f"| evaluation ≥ 10× generation (PEFT `generate`, the paper's) | {x2:.1f}× | {_verdict(x2 >= 10)} |")
+    if "flops" in R:
+        f = R["flops"]; share = f["achieved"] / max(f["matmul"].values())
+        L.append(f"| a training step ≥ 50% of the best measured matmul FLOP/s | {100 * share:.0f}% | {_verdict(share >= 0.5)} |")
+    return "\n".join(L) + "\n"
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = _args(argv)
+    if args.worker:
+        res = {}; WORKERS[args.worker](args, res); res["peak_rss_mib"] = _rss_mib()
+        Path(args.result).write_text(json.dumps(res)); return
+    setups = [s for s in args.setups.split(",") if s]
+    bad = [s for s in setups if s not in SETUPS]
+    if bad: raise SystemExit(f"unknown setup {bad[0]!r}; setups: {', '.join(SETUPS)}")
+    t0 = time.time(); R = {}
+    for s in setups: R[s] = _run_worker(s, argv)
+    for w in ("eval", "many", "flops"): R[w] = _run_worker(w, argv)
+    text = report(args, argv, R, time.time() - t0)
+    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp"); tmp.write_text(text); tmp.replace(out)
+    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "results": R}, indent=1))
+    print(text)
+
+if __name__ == "__main__":
+    main()

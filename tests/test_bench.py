@@ -1,0 +1,29 @@
+"The benchmark script end to end on the tiny model: every setup runs, and the report says met / not met for every target."
+import json, re, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_reports_every_setup_and_target(tmp_path):
+    out = tmp_path/"RESULTS.md"
+    r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--model", "tiny-llama", "--steps", "3", "--warmup", "1",
+                        "--n-val", "8", "--n-train", "32", "--k", "2", "--repeats", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    text = out.read_text()
+    for s in ("peft_paper", "peft_dynamic", "peft_dynamic_bf16", "tpv"): assert f"| `{s}` |" in text
+    for h in ("## Training", "## Evaluation", "## Many prompts at once", "## FLOP/s of a training step", "## Targets"): assert h in text
+    targets = text.split("## Targets")[1]
+    assert len(re.findall(r"\*\*(met|not met)\*\*", targets)) == 5, targets
+    res = json.loads(out.with_suffix(".json").read_text())["results"]
+    # tune_many trained the same prompts as the sequential runs (tiny model, fp32)
+    assert res["many"]["max_abs_diff"] < 1e-4 and not res["many"]["bf16"]
+    assert res["flops"]["step_flops"] > 0 and res["flops"]["matmul"]["float32"] > 0
+    assert all(0 <= res[s]["val_accuracy"] <= 1 for s in ("peft_paper", "tpv"))
+
+
+def test_bench_refuses_an_unknown_setup(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--setups", "tpv,peft_papr", "--out", str(tmp_path/"r.md")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "unknown setup 'peft_papr'" in r.stderr and not (tmp_path/"r.md").exists()
