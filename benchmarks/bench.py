@@ -53,7 +53,6 @@ def _origin(args, lm):
 def _median_step(times, warmup): return statistics.median(times[warmup:] if len(times) > warmup else times)
 
 def _val_accuracy(lm, tensor, va_enc):
-    import numpy as np
     from tpv.tuning import score_choices
     sc = score_choices(lm, tensor, va_enc)
     return float((sc.argmax(1) == va_enc.labels).mean())

@@ -175,7 +175,7 @@ def cached(self, kind:str, key:dict, fn, **kw) -> Record:
     self.used[str(r.path.relative_to(self.store.root))] = r.manifest.get("seconds") or 0.0
     return r
 
-# %% ../nbs/08_experiments.ipynb #36c0ee84
+# %% ../nbs/08_experiments.ipynb #183dc56e
 @patch_to(Experiment)
 def origin(self, i:int) -> SoftPrompt:
     "Origin `i` of the model (the paper's vocabulary-sampled init), from the store."
@@ -193,7 +193,7 @@ def tuned(self, task:str|list, i:int) -> Record:
     def run():
         lm = self.lm; self.say(f"tuning {'+'.join(tasks)} from origin_{i} ({self.config.max_steps} steps)")
         r = tune(lm, tasks, o, self.config, progress=False)
-        return {"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history.to_dict("records") if hasattr(r.history, "to_dict") else r.history}, r.prompt
+        return {"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history}, r.prompt
     return self.cached("prompt", key, run, config=vars(self.config), data=data)
 
 @patch_to(Experiment)
@@ -240,12 +240,11 @@ def finish(self, **extra) -> Path:
     atomic_write(p, json.dumps(_jsonable(s), indent=1)); self.say(f"done: {len(self.outputs)} outputs, {len(self.claims)} claims")
     return p
 
-# %% ../nbs/08_experiments.ipynb #8c631dcb
-def _find_prompt(root:Path, h:str) -> SoftPrompt:
-    "A stored prompt (origin or tuned) with content hash `h`."
-    for m in root.glob("*/*/manifest.json"):
-        man = json.loads(m.read_text())
-        if man["kind"] == "origin" and man["result"].get("hash") == h: return load_prompt(m.parent/"prompt")
+# %% ../nbs/08_experiments.ipynb #c83c0379
+def _find_origin(root:Path, h:str) -> SoftPrompt:
+    "The stored origin with content hash `h`."
+    for m in (root/"origin").glob("*/manifest.json"):
+        if json.loads(m.read_text())["result"].get("hash") == h: return load_prompt(m.parent/"prompt")
     raise StoreError(f"No origin with hash {h} in the store {root}; re-run the experiment that made it.")
 
 def rerun(path:str|Path) -> dict:
@@ -257,14 +256,15 @@ def rerun(path:str|Path) -> dict:
     d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
     data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
     data_now = {t: data_fingerprint(t) for t in data_then}
+    now = versions()
     out = {"record": str(path), "kind": kind, "data_changed": data_now != data_then,
-           "versions_changed": {k: (v, versions()[k]) for k, v in man["versions"].items() if versions().get(k) != v}}
+           "versions_changed": {k: (v, now.get(k)) for k, v in man["versions"].items() if now.get(k) != v}}
     if kind == "origin":
         lm = load_lm(key["model"]); i = int(key["origin"].split("_")[1])
         new = make_origins(lm, i + 1, key["n_tokens"], key["seed"])[i]
         out.update(stored=man["result"]["hash"], recomputed=new.hash)
     elif kind == "prompt":
-        lm = load_lm(key["model"]); origin = _find_prompt(root, key["origin_hash"])
+        lm = load_lm(key["model"]); origin = _find_origin(root, key["origin_hash"])
         cfg = TuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in man["config"].items()})
         new = tune(lm, key["task"].split("+"), origin, cfg, progress=False).prompt
         out.update(stored=rec.prompt.hash, recomputed=new.hash, max_abs_diff=float((new.tensor - rec.prompt.tensor).abs().max()))
