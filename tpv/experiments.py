@@ -293,11 +293,14 @@ _TASKS = {"smoke": ["rt_polarity", "amazon_polarity", "snli"],
           "paper": ["dbpedia", "mnli", "qnli", "sst2", "trec_coarse", "yelp_polarity"]}
 _FEW_SHOT = {
     "smoke": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity"], shots=[0, 4],
-                  inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=3, fs_batch_size=2),
+                  inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=3, fs_batch_size=2,
+                  fs_eval_every=0, fs_keep_init=True),
     "cpu": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity", "nyt_polarity", "tweets_3class"], shots=[0, 10, 100],
-                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=20, fs_batch_size=8),
+                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=10, fs_batch_size=8,
+                fs_eval_every=5, fs_keep_init=True),
     "paper": dict(sources=["mnli", "qnli"], targets=["scitail", "snli"], shots=[0, 5, 10, 25, 50, 100, 250, 500, 750, 1000],
-                  inits=["random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"], fs_steps=1000, fs_batch_size=None),
+                  inits=["random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"], fs_steps=1000, fs_batch_size=None,
+                  fs_eval_every=100, fs_keep_init=False),
 }
 _ADDITION = {"smoke": dict(lambdas=[0.0, 0.5, 1.0], variant_origins=1),
              "cpu": dict(lambdas=[0.0, 0.25, 0.5, 0.75, 1.0], variant_origins=1),

@@ -246,6 +246,7 @@ class TuneConfig:
     eval_accuracy:bool = True # also report validation accuracy (classification) at each validation
     peft_t5_split:bool = False # PEFT's T5 encoder/decoder prompt split (faithful mode)
     chat:bool|None = None # instruct inputs through the chat template (default: on chat models)
+    keep_init:bool = False # the starting prompt, validated before step 1, competes for the best (it can win: best step 0)
 
     def validate(self) -> "TuneConfig":
         "Raise `ConfigError` on settings that cannot work."
@@ -261,8 +262,13 @@ class TuneConfig:
         if msgs: raise ConfigError("Invalid TuneConfig: " + "; ".join(msgs) + ".")
         return self
     def hash(self) -> str:
-        "A short hash of the settings, for run keys."
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        "A short hash of the settings, for run keys. Settings added later stay out of it at their default, so stored runs keep their keys."
+        d = asdict(self)
+        for k, v in _LATER.items():
+            if d[k] == v: del d[k]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+_LATER = {"keep_init": False} # settings added after runs were stored, with the default that leaves a hash as it was
 
 # %% ../nbs/03_tuning.ipynb #e2d95a08
 @dataclass
@@ -388,7 +394,9 @@ def tune(lm:LM, # the frozen model
             run.update({k: ck[k] for k in ("history", "best", "bad_evals", "run_loss")}); first = ck["step"] + 1
             for _ in range(ck["step"]):  # replay the batch order (no model work) so the data stream continues exactly
                 for s in streams: next(s)
-    if run["history"] is None: run["history"] = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]  # not again on resume
+    if run["history"] is None:  # not again on resume
+        run["history"] = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]
+        if cfg.keep_init: run["best"] = (run["history"][0]["val_loss"], 0, snap())
     t0 = time.time()
     bar = tqdm(total=total, initial=first - 1, desc=f"tune {'+'.join(t.name for t in tasks)}", disable=not progress, leave=False, mininterval=5)
     stopped = False
@@ -451,6 +459,7 @@ def tune_many(lm:LM, # the frozen model
              "sched": get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total), "snap": snap,
              "best": (math.inf, 0, snap()), "bad_evals": 0, "run_loss": [], "done": False,
              "history": [{"step": 0, **_validate_all(lm, param.detach(), va_enc, cfg)}]}
+        if cfg.keep_init: r["best"] = (r["history"][0]["val_loss"], 0, snap())
         R.append(r)
     t0 = time.time(); last = max(r["total"] for r in R)
     bar = tqdm(total=last, desc=f"tune {K} prompts", disable=not progress, leave=False, mininterval=5)
