@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_reports_every_setup_and_target(tmp_path):
     out = tmp_path/"RESULTS.md"
-    r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--model", "tiny-llama", "--steps", "3", "--warmup", "1",
+    r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--model", "tiny-llama", "--steps", "3", "--short-steps", "3", "--lr-warmup", "1", "--warmup", "1",
                         "--n-val", "8", "--n-train", "32", "--k", "2", "--repeats", "1", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
@@ -15,7 +15,7 @@ def test_bench_reports_every_setup_and_target(tmp_path):
     for s in ("peft_paper", "peft_dynamic", "peft_dynamic_bf16", "tpv"): assert f"| `{s}` |" in text
     for h in ("## Training", "## Evaluation", "## Many prompts at once", "## FLOP/s of a training step", "## Targets"): assert h in text
     targets = text.split("## Targets")[1]
-    assert len(re.findall(r"\*\*(met|not met)\*\*", targets)) == 5, targets
+    assert len(re.findall(r"\*\*(met|not met)\*\*", targets)) == 6, targets
     res = json.loads(out.with_suffix(".json").read_text())["results"]
     # tune_many trained the same prompts as the sequential runs (tiny model, fp32)
     assert res["many"]["max_abs_diff"] < 1e-4 and not res["many"]["bf16"]
