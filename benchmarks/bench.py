@@ -37,6 +37,7 @@ def _args(argv=None):
     a.add_argument("--setups", default=",".join(SETUPS))
     a.add_argument("--out", default=str(HERE / "RESULTS.md"))
     a.add_argument("--worker", help=argparse.SUPPRESS); a.add_argument("--result", help=argparse.SUPPRESS)
+    a.add_argument("--prompt-file", help=argparse.SUPPRESS)
     return a.parse_args(argv)
 
 def _rss_mib() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -52,6 +53,10 @@ def _origin(args, lm):
     from tpv.prompts import make_origins
     return make_origins(lm, 1, args.n_tokens)[0]
 
+def _tune_config(args, steps):
+    from tpv.tuning import TuneConfig
+    return TuneConfig(lr=args.lr, warmup_steps=args.lr_warmup, batch_size=args.batch_size, max_steps=steps, eval_every=steps, style="t5")
+
 def _median_step(times, warmup): return statistics.median(times[warmup:] if len(times) > warmup else times)
 
 def _val_accuracy(lm, tensor, va_enc):
@@ -62,10 +67,10 @@ def _val_accuracy(lm, tensor, va_enc):
 # ---------------------------------------------------------------- workers (one process each)
 def worker_tpv(args, res):
     from tpv.models import load_lm
-    from tpv.tuning import TuneConfig, tune
+    from tpv.tuning import tune
     lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm); o = _origin(args, lm)
-    cfg = TuneConfig(lr=args.lr, warmup_steps=args.lr_warmup, batch_size=args.batch_size, max_steps=args.steps, eval_every=args.steps, style="t5")
-    r = tune(lm, args.task, o, cfg, train=tr, validation=va, progress=False)  # validates at step 0 and at the end only
+    r = tune(lm, args.task, o, _tune_config(args, args.steps), train=tr, validation=va, progress=False)  # validates at step 0 and at the end only
+    if args.prompt_file: torch.save(r.prompt.tensor, args.prompt_file)  # the eval worker scores this prompt
     res.update(step_s=_median_step(r.step_seconds, args.warmup), steps=len(r.step_seconds), bf16=lm.bf16,
                val_accuracy=_val_accuracy(lm, r.prompt.tensor, va_enc), best_step=r.best_step)
 
@@ -120,10 +125,10 @@ def worker_many(args, res):
     "tune_many with K prompts (one task, K origins) against K sequential tune calls."
     from tpv.models import load_lm
     from tpv.prompts import make_origins
-    from tpv.tuning import TuneConfig, tune, tune_many
+    from tpv.tuning import tune, tune_many
     lm = load_lm(args.model); tr, va, _, _ = _data(args, lm)
     origins = make_origins(lm, args.k, args.n_tokens)
-    cfg = TuneConfig(lr=args.lr, warmup_steps=args.lr_warmup, batch_size=args.batch_size, max_steps=args.short_steps, eval_every=args.short_steps, style="t5")
+    cfg = _tune_config(args, args.short_steps)
     seq = [tune(lm, args.task, o, cfg, train=tr, validation=va, progress=False) for o in origins]
     many = tune_many(lm, [(args.task, o) for o in origins], cfg, train=[tr] * args.k, validation=[va] * args.k, progress=False)
     res.update(k=args.k, seq_step_s=sum(_median_step(r.step_seconds, args.warmup) for r in seq),
@@ -136,10 +141,10 @@ def worker_eval(args, res):
     from tpv.evaluation import generate, parse_label
     from tpv.models import load_lm
     from tpv.tasks import get_task
-    from tpv.tuning import TuneConfig, score_choices, tune
-    lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm); o = _origin(args, lm)
-    cfg = TuneConfig(lr=args.lr, warmup_steps=args.lr_warmup, batch_size=args.batch_size, max_steps=args.steps, eval_every=args.steps, style="t5")
-    p = tune(lm, args.task, o, cfg, train=tr, validation=va, progress=False).prompt.tensor
+    from tpv.tuning import score_choices, tune
+    lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm)
+    if args.prompt_file and os.path.exists(args.prompt_file): p, res["prompt"] = torch.load(args.prompt_file), "the tpv worker's"
+    else: p, res["prompt"] = tune(lm, args.task, _origin(args, lm), _tune_config(args, args.steps), train=tr, validation=va, progress=False).prompt.tensor, "trained here"
     task, labels = get_task(args.task), va_enc.labels
     def timed(f):
         ts, out = [], None
@@ -245,10 +250,9 @@ def report(args, argv, R, seconds) -> str:
               f"| rank classification, one pass per input (`score_choices`) | {e['rank_shared_s']:.2f} | {n / e['rank_shared_s']:.1f} | {e['rank_accuracy']:.3f} |",
               f"| rank classification, a row per label word (`shared=False`) | {e['rank_rows_s']:.2f} | {n / e['rank_rows_s']:.1f} | {e['rank_rows_accuracy']:.3f} |",
               f"| greedy generation, 16 new tokens, tpv's cached loop (`tpv.evaluation.generate`) | {e['generate_s']:.2f} | {n / e['generate_s']:.1f} | {e['generate_accuracy']:.3f} |"]
-        g = R.get("peft_paper", {}).get("generation")
-        if g: L.append(f"| greedy generation, 16 new tokens, PEFT `generate`, inputs padded to the longest in the batch (fp32; PEFT-trained prompt) | {g['seconds']:.2f} | {g['n'] / g['seconds']:.1f} | {g['accuracy']:.3f} |")
-        g2 = R.get("peft_paper", {}).get("generation_256")
-        if g2: L.append(f"| greedy generation, 16 new tokens, PEFT `generate`, inputs padded to 256 (the paper's evaluation; fp32; PEFT-trained prompt) | {g2['seconds']:.2f} | {g2['n'] / g2['seconds']:.1f} | {g2['accuracy']:.3f} |")
+        for k, pad in (("generation", "to the longest in the batch"), ("generation_256", "to 256 (the paper's evaluation)")):
+            if g := R.get("peft_paper", {}).get(k):
+                L.append(f"| greedy generation, 16 new tokens, PEFT `generate`, inputs padded {pad} (fp32; PEFT-trained prompt) | {g['seconds']:.2f} | {g['n'] / g['seconds']:.1f} | {g['accuracy']:.3f} |")
         L.append("")
     if "many" in R:
         m = R["many"]
@@ -295,8 +299,10 @@ def main(argv=None):
     bad = [s for s in setups if s not in SETUPS]
     if bad: raise SystemExit(f"unknown setup {bad[0]!r}; setups: {', '.join(SETUPS)}")
     t0 = time.time(); R = {}
-    for s in setups: R[s] = _run_worker(s, argv)
-    for w in ("eval", "many", "flops"): R[w] = _run_worker(w, argv)
+    with tempfile.TemporaryDirectory() as d:
+        wargv = [*argv, "--prompt-file", str(Path(d)/"tpv_prompt.pt")]  # the tpv worker's prompt, scored again by the eval worker
+        for s in setups: R[s] = _run_worker(s, wargv)
+        for w in ("eval", "many", "flops"): R[w] = _run_worker(w, wargv)
     text = report(args, argv, R, time.time() - t0)
     out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp"); tmp.write_text(text); tmp.replace(out)

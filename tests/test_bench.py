@@ -21,6 +21,8 @@ def test_bench_reports_every_setup_and_target(tmp_path):
     assert res["many"]["max_abs_diff"] < 1e-4 and not res["many"]["bf16"]
     assert res["flops"]["step_flops"] > 0 and res["flops"]["matmul"]["float32"] > 0
     assert all(0 <= res[s]["val_accuracy"] <= 1 for s in ("peft_paper", "tpv"))
+    # the evaluation scored the prompt the tpv setup trained, not one trained again
+    assert res["eval"]["prompt"] == "the tpv worker's" and res["eval"]["rank_accuracy"] == res["tpv"]["val_accuracy"]
 
 
 def test_bench_refuses_an_unknown_setup(tmp_path):

@@ -336,6 +336,11 @@ def _setup(lm:LM, task, train, validation, cfg:TuneConfig):
     streams = [stream(e) for e in tr_enc]
     return tasks, tr_enc, va_enc, total, streams
 
+def _started(run:dict, lm:LM, view, cfg:TuneConfig):
+    "Validate the starting state (step 0); with `keep_init` it is the best so far."
+    run["history"] = [{"step": 0, **_validate_all(lm, view(), run["va_enc"], cfg)}]
+    if cfg.keep_init: run["best"] = (run["history"][0]["val_loss"], 0, run["snap"]())
+
 def _evaluated(run:dict, step:int, lm:LM, view, cfg:TuneConfig, lr:float, seconds:float) -> bool:
     "Validate at `step`, log it, keep the best state; return whether early stopping says stop."
     v = _validate_all(lm, view(), run["va_enc"], cfg)
@@ -394,9 +399,7 @@ def tune(lm:LM, # the frozen model
             run.update({k: ck[k] for k in ("history", "best", "bad_evals", "run_loss")}); first = ck["step"] + 1
             for _ in range(ck["step"]):  # replay the batch order (no model work) so the data stream continues exactly
                 for s in streams: next(s)
-    if run["history"] is None:  # not again on resume
-        run["history"] = [{"step": 0, **_validate_all(lm, view(), va_enc, cfg)}]
-        if cfg.keep_init: run["best"] = (run["history"][0]["val_loss"], 0, snap())
+    if run["history"] is None: _started(run, lm, view, cfg)  # not again on resume
     t0 = time.time()
     bar = tqdm(total=total, initial=first - 1, desc=f"tune {'+'.join(t.name for t in tasks)}", disable=not progress, leave=False, mininterval=5)
     stopped = False
@@ -457,10 +460,8 @@ def tune_many(lm:LM, # the frozen model
         snap = lambda param=param: param.detach().clone()
         r = {"tasks": tasks, "tr_enc": tr_enc, "va_enc": va_enc, "total": total, "streams": streams, "param": param, "opt": opt,
              "sched": get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, total), total), "snap": snap,
-             "best": (math.inf, 0, snap()), "bad_evals": 0, "run_loss": [], "done": False,
-             "history": [{"step": 0, **_validate_all(lm, param.detach(), va_enc, cfg)}]}
-        if cfg.keep_init: r["best"] = (r["history"][0]["val_loss"], 0, snap())
-        R.append(r)
+             "best": (math.inf, 0, snap()), "bad_evals": 0, "run_loss": [], "done": False}
+        _started(r, lm, param.detach, cfg); R.append(r)
     t0 = time.time(); last = max(r["total"] for r in R)
     bar = tqdm(total=last, desc=f"tune {K} prompts", disable=not progress, leave=False, mininterval=5)
     step_seconds = []
