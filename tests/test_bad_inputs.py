@@ -16,7 +16,8 @@ from tpv.io import cache_dir
 from tpv.models import load_lm
 from tpv.prompts import SoftPrompt, check_fits, load_prompt, make_origins, save_prompt
 from tpv.tasks import few_shot, get_task
-from tpv.tuning import TuneConfig, encode, tune
+from tpv.engine import ReadSpec, encode
+from tpv.tuning import TuneConfig, tune
 from tpv.vectors import TaskPromptVector, cosine, load_vector
 
 ROOT = Path(__file__).resolve().parents[1]

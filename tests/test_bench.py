@@ -8,21 +8,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_reports_every_setup_and_target(tmp_path):
     out = tmp_path/"RESULTS.md"
     r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--model", "tiny-llama", "--steps", "3", "--short-steps", "3", "--lr-warmup", "1", "--warmup", "1",
-                        "--n-val", "8", "--n-train", "32", "--k", "2", "--repeats", "1", "--out", str(out)],
+                        "--n-val", "8", "--n-train", "32", "--k", "2", "--repeats", "1", "--cell-runs", "3", "--cell-shots", "8", "--eval-k", "2", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     text = out.read_text()
     for s in ("peft_paper", "peft_dynamic", "peft_dynamic_bf16", "tpv"): assert f"| `{s}` |" in text
-    for h in ("## Training", "## Evaluation", "## Many prompts at once", "## FLOP/s of a training step", "## Targets"): assert h in text
+    for h in ("## Training", "## Evaluation", "## Many prompts at once", "## A few-shot cell", "## FLOP/s of a training step", "## Targets"): assert h in text
     targets = text.split("## Targets")[1]
-    assert len(re.findall(r"\*\*(met|not met)\*\*", targets)) == 6, targets
+    assert len(re.findall(r"\*\*(met|not met)\*\*", targets)) == 9, targets
     res = json.loads(out.with_suffix(".json").read_text())["results"]
     # tune_many trained the same prompts as the sequential runs (tiny model, fp32)
     assert res["many"]["max_abs_diff"] < 1e-4 and not res["many"]["bf16"]
     assert res["flops"]["step_flops"] > 0 and res["flops"]["matmul"]["float32"] > 0
     assert all(0 <= res[s]["val_accuracy"] <= 1 for s in ("peft_paper", "tpv"))
     # the evaluation scored the prompt the tpv setup trained, not one trained again
-    assert res["eval"]["prompt"] == "the tpv worker's" and res["eval"]["rank_accuracy"] == res["tpv"]["val_accuracy"]
+    assert res["eval"]["prompt"] == "the tpv worker's" and res["eval"]["rank_prefix_accuracy"] == res["tpv"]["val_accuracy"]
+    # K prompts in one pass score as they do one by one; the few-shot cell's loop trains the runs' own prompts
+    assert res["eval"]["k"] == 2 and res["eval"]["k_max_abs_diff"] < 1e-3
+    assert res["cell"]["k"] == 3 and res["cell"]["max_abs_diff"] < 1e-3
 
 
 def test_bench_refuses_an_unknown_setup(tmp_path):

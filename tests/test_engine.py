@@ -9,10 +9,11 @@ from tpv.io import TpvError
 from tpv.models import load_lm
 from tpv.prompts import PromptError, SoftPrompt, load_prompt, make_origins, origin_ids, save_prompt
 from tpv.tasks import load_split
-from tpv.tuning import ConfigError, TuneConfig, collate, encode, target_logprobs, tune
+from tpv.engine import ReadSpec, collate, encode, target_logprobs
+from tpv.tuning import ConfigError, TuneConfig, tune
 
 TOY = load_split("rt_polarity", "train").head(16)
-CFG = TuneConfig(lr=0.3, warmup_steps=0, batch_size=8, max_steps=60, eval_every=30, style="t5")
+CFG = TuneConfig(lr=0.3, warmup_steps=0, batch_size=8, max_steps=60, eval_every=30, reading=ReadSpec(style="t5"))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_prompt_from_another_model_refused(tiny):
 # ---- the prompted forward ----
 def test_loss_is_on_target_tokens_only(tiny):
     "Our loss equals the HF model's own loss with every non-target label set to -100."
-    enc = encode(tiny, "rt_polarity", TOY.head(1), style="t5")
+    enc = encode(tiny, "rt_polarity", TOY.head(1), spec="t5")
     s, t = enc.src[0], enc.tgt[0]
     p = make_origins(tiny, 1, 4)[0].tensor
     ours = -target_logprobs(tiny, p, collate(tiny, [(s, t)])).sum() / len(t)
@@ -100,7 +101,7 @@ def test_loss_is_on_target_tokens_only(tiny):
 
 
 def test_padding_does_not_change_scores(tiny):
-    enc = encode(tiny, "rt_polarity", TOY.head(6), style="t5")
+    enc = encode(tiny, "rt_polarity", TOY.head(6), spec="t5")
     p = make_origins(tiny, 1, 4)[0].tensor
     batched = target_logprobs(tiny, p, collate(tiny, list(zip(enc.src, enc.tgt)))).sum(1)
     single = torch.stack([target_logprobs(tiny, p, collate(tiny, [(s, t)])).sum() for s, t in zip(enc.src, enc.tgt)])
@@ -111,7 +112,7 @@ def test_t5_prompt_matches_peft_and_the_papers_split(t5):
     """Seq2seq prompts: tpv's encoder prompt gives PEFT 0.21's loss; faithful mode gives PEFT <= 0.14's
     (the paper's) loss, written out here with HF's own label masking: rows 0-3 before the encoder,
     rows 4-7 before the decoder, their label positions -100."""
-    enc = encode(t5, "rt_polarity", TOY.head(1), style="t5")
+    enc = encode(t5, "rt_polarity", TOY.head(1), spec="t5")
     s, t = enc.src[0], enc.tgt[0]
     p = make_origins(t5, 1, 8)[0].tensor  # 8 rows = 4 virtual tokens x 2 submodules, as PEFT saves T5 prompts
     pm = get_peft_model(load_lm("tiny-t5").model, PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4))
@@ -177,7 +178,7 @@ def test_rank_and_generation_agree_after_overfitting(tiny):
 
 def test_generation_with_padding_matches_one_by_one(tiny):
     from tpv.evaluation import generate
-    enc = encode(tiny, "rt_polarity", TOY.head(5), style="t5")
+    enc = encode(tiny, "rt_polarity", TOY.head(5), spec="t5")
     p = make_origins(tiny, 1, 4)[0].tensor
     batched = generate(tiny, p, enc.src, 4, batch_size=5)
     single = [generate(tiny, p, [s], 4, batch_size=1)[0] for s in enc.src]
@@ -198,9 +199,9 @@ def test_instruct_style_uses_the_chat_template_when_there_is_one():
     lm = load_lm("tiny-llama")
     lm.tokenizer.chat_template = ("{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
                                   "{% if add_generation_prompt %}<s>{% endif %}")
-    enc = encode(lm, "rt_polarity", TOY.head(2), style="instruct")
+    enc = encode(lm, "rt_polarity", TOY.head(2), spec="instruct")
     assert enc.src[0][0] == 3 and enc.src[0][-1] == 3  # <s> user turn ... <s> (the assistant turn starts)
     assert lm.tokenizer.decode(enc.choices[1][:-1]).strip() == "positive"
-    plain = encode(lm, "rt_polarity", TOY.head(2), style="instruct", chat=False)
+    plain = encode(lm, "rt_polarity", TOY.head(2), ReadSpec(style="instruct", chat=False))
     assert plain.src[0][0] != 3 and len(plain.src[0]) < len(enc.src[0])
-    assert encode(lm, "rt_polarity", TOY.head(2), style="t5").src[0][0] != 3  # the t5 style never uses it
+    assert encode(lm, "rt_polarity", TOY.head(2), spec="t5").src[0][0] != 3  # the t5 style never uses it

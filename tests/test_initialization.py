@@ -5,12 +5,13 @@ from tpv.initialization import (AttemptPrompt, InitError, MptPrompt, Sources, bu
 from tpv.models import load_lm
 from tpv.prompts import SoftPrompt, make_origins
 from tpv.tasks import few_shot, load_split
+from tpv.engine import ReadSpec
 from tpv.tuning import TuneConfig
 
 SRC, TGT = ["rt_polarity", "amazon_polarity"], "tweets_polarity"
 DATA = {t: load_split(t, "train").head(12) for t in SRC}
-CFG = TuneConfig(lr=0.3, warmup_steps=0, batch_size=4, max_steps=4, eval_every=2, style="t5")
-FCFG = few_shot_config(4, max_steps=3, warmup_steps=0, eval_every=3, n_validation=8, style="t5")
+CFG = TuneConfig(lr=0.3, warmup_steps=0, batch_size=4, max_steps=4, eval_every=2, reading=ReadSpec(style="t5"))
+FCFG = few_shot_config(4, max_steps=3, warmup_steps=0, eval_every=3, n_validation=8, reading=ReadSpec(style="t5"))
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-t5"])

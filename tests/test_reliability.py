@@ -5,20 +5,21 @@ from tpv.io import TpvError
 from tpv.models import load_lm
 from tpv.prompts import make_origins
 from tpv.tasks import load_split
+from tpv.engine import ReadSpec
 from tpv.tuning import TuneConfig, tune
 
-CFG = dict(lr=0.3, warmup_steps=0, batch_size=8, max_steps=80, eval_every=20, style="t5")
+CFG = dict(lr=0.3, warmup_steps=0, batch_size=8, max_steps=80, eval_every=20, reading=ReadSpec(style="t5"))
 SCRIPT = textwrap.dedent(f"""
     import sys, time, torch
     import tpv.tuning as T
     from tpv.models import load_lm
     from tpv.prompts import make_origins
     from tpv.tasks import load_split
-    _collate = T.collate
-    T.collate = lambda lm, pairs: time.sleep(0.04) or _collate(lm, pairs)  # slow enough to be killed mid-run
+    from tpv.engine import ReadSpec
     lm = load_lm("tiny-llama"); toy = load_split("rt_polarity", "train").head(16)
     r = T.tune(lm, "rt_polarity", make_origins(lm, 1, 8)[0], T.TuneConfig(**{CFG!r}), train=toy, validation=toy,
-               progress=False, checkpoint=sys.argv[1], checkpoint_every=5)
+               progress=False, checkpoint=sys.argv[1], checkpoint_every=5,
+               on_step=lambda step: time.sleep(0.04))  # slow enough to be killed mid-run
     torch.save(r.prompt.tensor, sys.argv[2])
 """)
 
@@ -55,17 +56,10 @@ def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path):
     with pytest.raises(TpvError, match="cannot be read"):
         tune(lm, "rt_polarity", o, TuneConfig(**CFG), train=toy, validation=toy, progress=False, checkpoint=ck)
     ck.unlink()
-    import tpv.tuning as T
-    _collate, calls = T.collate, [0]
-    def crash(lm_, pairs):
-        calls[0] += 1
-        if calls[0] == 20: raise KeyboardInterrupt
-        return _collate(lm_, pairs)
-    T.collate = crash
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            tune(lm, "rt_polarity", o, TuneConfig(**CFG), train=toy, validation=toy, progress=False, checkpoint=ck, checkpoint_every=5)
-    finally: T.collate = _collate
+    def crash(step):
+        if step == 20: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        tune(lm, "rt_polarity", o, TuneConfig(**CFG), train=toy, validation=toy, progress=False, checkpoint=ck, checkpoint_every=5, on_step=crash)
     assert ck.exists()
     with pytest.raises(TpvError, match="belongs to another run"):  # other data
         tune(lm, "rt_polarity", o, TuneConfig(**CFG), train=toy.head(8), validation=toy, progress=False, checkpoint=ck)

@@ -5,12 +5,13 @@ from tpv.arithmetic import LAMBDAS, add_tasks, combine, search_lambda, search_ta
 from tpv.models import load_lm
 from tpv.prompts import make_origins
 from tpv.tasks import load_split
+from tpv.engine import ReadSpec
 from tpv.tuning import TuneConfig, tune
 from tpv.vectors import (TaskPromptVector, VectorError, cosine, cross_origin_similarity, load_vector, save_vector,
                          similarity_matrix)
 
 TOY = {t: load_split(t, "train").head(16) for t in ("rt_polarity", "tweets_polarity")}
-CFG = TuneConfig(lr=0.3, warmup_steps=0, batch_size=8, max_steps=20, eval_every=20, style="t5")
+CFG = TuneConfig(lr=0.3, warmup_steps=0, batch_size=8, max_steps=20, eval_every=20, reading=ReadSpec(style="t5"))
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,6 @@ def test_add_tasks_end_to_end(setup, monkeypatch):
     lm, origins, tuned = setup
     import tpv.tasks as T
     vs = [TaskPromptVector.from_prompts(tuned[t, "origin_0"], origins[0]) for t in TOY]
-    r = add_tasks(lm, origins[0], vs, lambdas=(0.0, 0.5, 1.0), n_validation=20, n_test=20, style="t5")
+    r = add_tasks(lm, origins[0], vs, lambdas=(0.0, 0.5, 1.0), n_validation=20, n_test=20, spec="t5")
     assert r.lam in (0.0, 0.5, 1.0) and set(r.test) == set(TOY) and len(r.curve) == 3
     assert r.curve.loc[r.curve["lambda"] == r.lam, "mean"].item() == r.curve["mean"].max()

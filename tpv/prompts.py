@@ -17,8 +17,8 @@ from .io import TpvError, atomic_dir
 from .models import LM
 
 # %% auto #0
-__all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'PromptError', 'SoftPrompt', 'check_fits', 'origin_ids',
-           'make_origins', 'normal_prompt', 'text_prompt', 'save_prompt', 'load_prompt']
+__all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'PromptError', 'SoftPrompt', 'same_model', 'check_fits',
+           'origin_ids', 'make_origins', 'normal_prompt', 'text_prompt', 'save_prompt', 'load_prompt']
 
 # %% ../nbs/02_prompts.ipynb #8323e0ef
 class PromptError(TpvError, ValueError):
@@ -52,14 +52,20 @@ class SoftPrompt:
                 f"norm={self.tensor.norm():.2f}, hash={self.hash})")
 
 # %% ../nbs/02_prompts.ipynb #5feb86dc
+def same_model(prompt:SoftPrompt, lm:LM) -> bool:
+    "Whether `prompt` was made for `lm`: by the weights' fingerprint it recorded, else by one of the model's names."
+    fp = prompt.meta.get("model_fingerprint")
+    if fp: return fp == lm.fingerprint
+    return prompt.model in lm.aliases
+
 def check_fits(prompt:SoftPrompt, lm:LM, strict_model:bool=True) -> SoftPrompt:
-    "Raise `PromptError` unless `prompt` fits `lm` (width, and model id when `strict_model`)."
+    "Raise `PromptError` unless `prompt` fits `lm` (width, and the same model when `strict_model`)."
     if prompt.width != lm.width:
         raise PromptError(f"The prompt is {prompt.width} wide but {lm.name!r} has {lm.width}-wide embeddings; "
                           f"it was made for {prompt.model!r}. Use a prompt made for this model.")
-    if strict_model and prompt.model != lm.name:
-        raise PromptError(f"The prompt was made for {prompt.model!r}, not {lm.name!r}; load the matching model "
-                          "(or pass strict_model=False if they share weights).")
+    if strict_model and not same_model(prompt, lm):
+        why = "other weights" if prompt.meta.get("model_fingerprint") else "a model of another name"
+        raise PromptError(f"The prompt was made for {prompt.model!r} ({why}), not {lm.name!r}; load the matching model.")
     return prompt
 
 # %% ../nbs/02_prompts.ipynb #130c7b23
@@ -84,7 +90,8 @@ def make_origins(lm:LM, # the frozen model whose embeddings are sampled
     n_vocab = min(n_vocab, E.shape[0])
     out = []
     for i, ids in enumerate(origin_ids(n, n_tokens, seed, n_vocab)):
-        p = SoftPrompt(E[torch.from_numpy(ids)], lm.name, lm.kind, "vocab", {"origin": f"origin_{i}", "seed": seed, "n_vocab": n_vocab})
+        p = SoftPrompt(E[torch.from_numpy(ids)], lm.name, lm.kind, "vocab",
+                       {"origin": f"origin_{i}", "seed": seed, "n_vocab": n_vocab, "model_fingerprint": lm.fingerprint})
         p.meta["origin_hash"] = p.hash
         out.append(p)
     return out
