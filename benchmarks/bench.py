@@ -256,6 +256,13 @@ def _cpu():
 
 def _verdict(ok): return "**met**" if ok else "**not met**"
 
+def _loop_section(title:str, intro:str, seq_name:str, r:dict, rows:int, scale:str="") -> list:
+    "A report section: K runs one after another against one `tune_many` loop (step times, throughput, speed-up, prompt difference)."
+    return [f"## {title}", "", intro, "", "| | s per step of all runs | examples / s |", "|---|---|---|",
+            f"| {seq_name} | {r['seq_step_s']:.3f} | {rows / r['seq_step_s']:.1f} |",
+            f"| one `tune_many` loop | {r['many_step_s']:.3f} | {rows / r['many_step_s']:.1f} |", "",
+            f"Speed-up {r['seq_step_s'] / r['many_step_s']:.2f}×; largest difference between the prompts of the two: {r['max_abs_diff']:.2e}{scale}.", ""]
+
 def report(args, argv, R, seconds) -> str:
     cmd = "python benchmarks/bench.py " + " ".join(argv)
     B = args.batch_size
@@ -298,21 +305,14 @@ def report(args, argv, R, seconds) -> str:
               f"one by one (the previous way) {e['k_separate_s']:.2f} s, {e['k_separate_s'] / e['k_pass_s']:.2f}×; largest score difference {e['k_max_abs_diff']:.1e}.", ""]
     if "many" in R:
         m = R["many"]
-        L += ["## Many prompts at once", "", f"{m['k']} prompts (one task, {m['k']} origins), {args.short_steps} steps each, batch {B} per prompt, "
-              f"{'bf16 autocast' if m['bf16'] else 'fp32'}, on {'CUDA' if torch.cuda.is_available() else 'CPU'}.", "",
-              "| | s per step of all K prompts | examples / s |", "|---|---|---|",
-              f"| {m['k']} sequential `tune` calls | {m['seq_step_s']:.3f} | {m['k'] * B / m['seq_step_s']:.1f} |",
-              f"| one `tune_many` loop | {m['many_step_s']:.3f} | {m['k'] * B / m['many_step_s']:.1f} |", "",
-              f"Speed-up {m['seq_step_s'] / m['many_step_s']:.2f}×; largest difference between the prompts of the two: {m['max_abs_diff']:.2e} "
-              f"(prompt entries up to {m['prompt_scale']:.2f}).", ""]
+        L += _loop_section("Many prompts at once", f"{m['k']} prompts (one task, {m['k']} origins), {args.short_steps} steps each, batch {B} per prompt, "
+                           f"{'bf16 autocast' if m['bf16'] else 'fp32'}, on {'CUDA' if torch.cuda.is_available() else 'CPU'}.",
+                           f"{m['k']} sequential `tune` calls", m, m["k"] * B, f" (prompt entries up to {m['prompt_scale']:.2f})")
     if "cell" in R:
         c = R["cell"]
-        L += ["## A few-shot cell", "", f"{c['k']} runs of batch 2 on `{c['task']}` (short inputs), {args.short_steps} steps, "
-              f"{'bf16 autocast' if c['bf16'] else 'fp32'}: one `tune_many` loop against the same runs one after another (validation excluded).", "",
-              "| | s per step of all runs | examples / s |", "|---|---|---|",
-              f"| {c['k']} `tune` calls, one after another | {c['seq_step_s']:.3f} | {2 * c['k'] / c['seq_step_s']:.1f} |",
-              f"| one `tune_many` loop | {c['many_step_s']:.3f} | {2 * c['k'] / c['many_step_s']:.1f} |", "",
-              f"Speed-up {c['seq_step_s'] / c['many_step_s']:.2f}×; largest difference between their prompts {c['max_abs_diff']:.2e}.", ""]
+        L += _loop_section("A few-shot cell", f"{c['k']} runs of batch 2 on `{c['task']}` (short inputs), {args.short_steps} steps, "
+                           f"{'bf16 autocast' if c['bf16'] else 'fp32'}: one `tune_many` loop against the same runs one after another (validation excluded).",
+                           f"{c['k']} `tune` calls, one after another", c, 2 * c["k"])
     if "flops" in R:
         f = R["flops"]; peak = max(f["matmul"].values()); ref = f["matmul"]["bfloat16" if f["bf16"] else "float32"]
         L += ["## FLOP/s of a training step", "",
