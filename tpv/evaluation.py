@@ -111,10 +111,14 @@ def predict(lm:LM, prompt:SoftPrompt|PromptModule|None, # the soft prompt (or a 
             progress:bool=True, # a tqdm bar over batches
            ) -> pd.DataFrame:
     "One row per example: the reference, the prediction, and (generation) the generated text."
-    task = get_task(task)
+    return _predict(lm, prompt, get_task(task), df, method, reading_of(lm, prompt, spec), batch_size, max_new_tokens, progress)
+
+def _predict(lm:LM, prompt, task:Task, df:pd.DataFrame, method:str|None, read:ReadSpec, batch_size:int, max_new_tokens:int|None,
+             progress:bool) -> pd.DataFrame:
+    "`predict` with the reading spec already decided."
     method = _method(task, method)
     if isinstance(prompt, SoftPrompt): check_fits(prompt, lm)
-    enc = encode(lm, task, df, reading_of(lm, prompt, spec))
+    enc = encode(lm, task, df, read)
     t = prompt.tensor if isinstance(prompt, SoftPrompt) else prompt
     refs = df["label"].tolist()
     if method == "rank": return _ranked(score_choices(lm, t, enc, batch_size, progress), refs)
@@ -132,8 +136,8 @@ def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str,
     task = get_task(task)
     df = subsample(task, load_split(task, split), n, seed)
     t0 = time.time()
-    p = predict(lm, prompt, task, df, method, spec, batch_size, max_new_tokens, progress)
-    read = reading_of(lm, prompt, spec) if spec is None else ReadSpec.of(spec).resolve(lm)
+    read = reading_of(lm, prompt, spec)
+    p = _predict(lm, prompt, task, df, method, read, batch_size, max_new_tokens, progress)
     return {**compute_metrics(task, p["pred"].tolist(), p["label"].tolist()), "n": len(df), "split": split,
             "method": _method(task, method), "style": read.style, "reading": read.to_dict(), "seconds": round(time.time() - t0, 1)}
 

@@ -173,7 +173,20 @@ class Experiment:
 @patch_to(Experiment)
 def cached(self, kind:str, key:dict, fn, **kw) -> Record:
     "`RunStore.cached`, remembering which records (and how much compute) this experiment's results rest on."
-    r = self.store.cached(kind, key, fn, **kw)
+    return self._use(self.store.cached(kind, key, fn, **kw))
+
+@patch_to(Experiment)
+def cached_many(self, kind:str, keys:list, fn) -> list[Record]:
+    "The records of `keys`; the missing ones computed together by `fn(indices)` → [(result, prompt or None, seconds, config)], stored first."
+    recs = [self.store.get(kind, k) for k in keys]
+    todo = [i for i, r in enumerate(recs) if r is None]
+    if todo:
+        for i, (res, prompt, secs, cfg) in zip(todo, fn(todo)): recs[i] = self.store.put(kind, keys[i], res, prompt, cfg, seconds=secs)
+    return [self._use(r) for r in recs]
+
+@patch_to(Experiment)
+def _use(self, r:Record) -> Record:
+    "Remember that this experiment's results rest on record `r` (and how much compute it took)."
     self.used[str(r.path.relative_to(self.store.root))] = r.manifest.get("seconds") or 0.0
     return r
 
@@ -214,7 +227,7 @@ def evaluate(self, prompt:SoftPrompt|None, task:str, split:str="test", n:int|Non
 @patch_to(Experiment)
 def eval_key(self, prompt:SoftPrompt|None, task:str, split:str, n:int|None) -> dict:
     "The store key of an evaluation: the prompt's content, the data, and how it was read and scored."
-    return {"model": self.model, "task": task, "method": "eval", "split": split, "n": n, "style": self.style,
+    return {"model": self.model, "task": task, "method": "eval", "split": split, "n": n,
             "reading": self.config.reading.to_dict(), "scoring": "rank",
             "prompt": prompt.hash if prompt is not None else None, "data": data_fingerprint(task)}
 
@@ -223,15 +236,12 @@ def evaluate_many(self, prompts:list, task:str, split:str="test", n:int|None=Non
     "`evaluate` of K prompts through the store: the ones not stored yet are scored together in one K-prompt pass."
     task = get_task(task).name
     n = n if n is not None else (self.n_test if split == "test" else self.n_val)
-    keys = [self.eval_key(p, task, split, n) for p in prompts]
-    todo = [i for i, k in enumerate(keys) if self.store.get("eval", k) is None]
-    if todo:
+    def run(todo):
         t0 = time.time()
         ms = evaluate_many(self.lm, [prompts[i] for i in todo], task, split, n=n, spec=self.config.reading, progress=False)
-        accs = ", ".join(f"{m['accuracy']:.3f}" for m in ms)
-        self.say(f"{len(todo)} prompts on {task} {split} in one pass: accuracy {accs} ({time.time() - t0:.1f} s)")
-        for i, m in zip(todo, ms): self.store.put("eval", keys[i], m, prompts[i], seconds=m["seconds"])
-    return [self.cached("eval", k, lambda: None).result for k in keys]  # all stored now; `cached` records what the results rest on
+        self.say(f"{len(todo)} prompts on {task} {split} in one pass: accuracy {', '.join(format(m['accuracy'], '.3f') for m in ms)} ({time.time() - t0:.1f} s)")
+        return [(m, prompts[i], m["seconds"], None) for i, m in zip(todo, ms)]
+    return [r.result for r in self.cached_many("eval", [self.eval_key(p, task, split, n) for p in prompts], run)]
 
 # %% ../nbs/09_experiments.ipynb #6cd08f75
 @patch_to(Experiment)

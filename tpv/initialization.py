@@ -20,7 +20,7 @@ from .evaluation import compute_metrics, evaluate, evaluate_many, predict
 from .io import TpvError
 from .models import LM
 from .prompts import SoftPrompt
-from .tasks import few_shot, get_task
+from .tasks import few_shot, frame_fingerprint, get_task
 from .engine import PromptModule
 from .tuning import TuneConfig, tune, tune_many
 from .vectors import TaskPromptVector
@@ -204,8 +204,6 @@ class FewShotResult:
     module: PromptModule|None = None
     history: list = field(default_factory=list)
 
-def _fingerprint(df:pd.DataFrame) -> str:
-    return hashlib.sha256(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes()).hexdigest()[:12]
 
 def few_shot_run(lm:LM, target:str, # the target task
                  init:str|SoftPrompt|PromptModule, # an init name (needs `sources`), or the start itself
@@ -231,7 +229,7 @@ def few_shot_run(lm:LM, target:str, # the target task
         train = few_shot(target, shots, seed)
         res = tune(lm, target, start, cfg, train=train, progress=progress)
         final, module, hist = res.prompt, res.module, res.history
-        row.update(train_fingerprint=_fingerprint(train), best_step=res.best_step, best_val_loss=res.best_val_loss)
+        row.update(train_fingerprint=frame_fingerprint(train), best_step=res.best_step, best_val_loss=res.best_val_loss)
     row["train_seconds"] = round(time.time() - t0, 1)
     use = final if final is not None else module
     m = evaluate(lm, use, target, "test", n=n_test, spec=cfg.reading, progress=progress)
@@ -268,7 +266,7 @@ def _soft_cell(lm:LM, target:str, starts:list, shots:int, cfg:TuneConfig, n_test
         train = few_shot(target, shots, seed)
         res = tune_many(lm, [(target, s) for s in starts], cfg, train=[train] * K, progress=progress)
         finals, hists = [r.prompt for r in res], [r.history for r in res]
-        for row, r in zip(rows, res): row.update(train_fingerprint=_fingerprint(train), best_step=r.best_step, best_val_loss=r.best_val_loss)
+        for row, r in zip(rows, res): row.update(train_fingerprint=frame_fingerprint(train), best_step=r.best_step, best_val_loss=r.best_val_loss)
     secs = round((time.time() - t0) / K, 1)
     ms = evaluate_many(lm, finals, target, "test", n=n_test, spec=cfg.reading, progress=progress)
     for row, m in zip(rows, ms): row.update(train_seconds=secs, **{k: v for k, v in m.items() if k != "split"}, config_hash=cfg.hash(), config=cfg.to_dict())

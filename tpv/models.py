@@ -20,22 +20,13 @@ from .io import RegistryError, TpvError, atomic_dir, atomic_path, atomic_write, 
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'default_device',
-           'bf16_supported', 'machine', 'probe_precision', 'choose_precision', 'LM', 'quiet_hf', 'tiny_tokenizer',
-           'tiny_lm', 'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
+           'machine', 'probe_precision', 'choose_precision', 'LM', 'quiet_hf', 'tiny_tokenizer', 'tiny_lm',
+           'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
 
 # %% ../nbs/00_models.ipynb #78d8de9d
 def default_device() -> torch.device:
     "CUDA when present, else the CPU."
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-def bf16_supported(device:torch.device|str|None=None, # device to ask about (default: `default_device()`)
-                  ) -> bool:
-    "Whether bf16 autocast is fast on `device` (native bf16 on the GPU, or AVX512-BF16/AMX on the CPU)."
-    device = torch.device(device or default_device())
-    if device.type == "cuda": return torch.cuda.is_bf16_supported()
-    try: flags = Path("/proc/cpuinfo").read_text()
-    except OSError: return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 # %% ../nbs/00_models.ipynb #817a88a9
 PRECISIONS = ("fp32", "bf16")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_tasks.ipynb #00a8ed4c
 from __future__ import annotations
-import difflib, functools, gzip, importlib.util, io, json, os, tarfile, zipfile
+import difflib, functools, gzip, hashlib, importlib.util, io, json, os, tarfile, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from .io import TpvError, atomic_path, cache_dir, hub_reachable, pip_download
 # %% auto #0
 __all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'HubSource', 'Task', 'default_style', 'stsb_target', 'target_text',
            'format_example', 'UnknownTaskError', 'list_tasks', 'get_task', 'apply_split_rule', 'TaskDataError',
-           'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot']
+           'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot', 'frame_fingerprint']
 
 # %% ../nbs/01_tasks.ipynb #82ca8636
 def stratified_sample(labels, # one label (or stratum) per example
@@ -375,3 +375,7 @@ def few_shot(task:str|Task, # a task or its name
     tr = load_split(task, "train", source)
     if n > len(tr): raise TpvError(f"Task {get_task(task).name!r} has {len(tr)} training examples; cannot draw {n} shots.")
     return subsample(task, tr, n, seed)
+
+def frame_fingerprint(df:pd.DataFrame) -> str:
+    "A short hash of a frame's content (its rows, not its index): which examples a run saw."
+    return hashlib.sha256(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes()).hexdigest()[:12]

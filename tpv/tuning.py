@@ -19,7 +19,7 @@ from .engine import Encoded, PromptModule, ReadSpec, collate, encode, length_gro
 from .io import TpvError, atomic_path
 from .models import LM
 from .prompts import SoftPrompt, check_fits
-from .tasks import Task, get_task, load_split, subsample
+from .tasks import Task, frame_fingerprint, get_task, load_split, subsample
 
 # %% auto #0
 __all__ = ['ConfigError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune', 'tune_many']
@@ -161,7 +161,7 @@ def _encoder(lm:LM, cfg:TuneConfig):
     "encode(task, df), memoised on the data's content: runs on the same data share one Encoded (and one validation)."
     memo = {}
     def enc(t, df):
-        key = (t.name, hashlib.sha256(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes()).hexdigest())
+        key = (t.name, frame_fingerprint(df))
         if key not in memo: memo[key] = encode(lm, t, df, cfg.reading)
         return memo[key]
     return enc
@@ -310,9 +310,10 @@ def _resume(path:Path, ident:dict, runs:list) -> int:
 def _loop(lm:LM, runs:list, cfg:TuneConfig, progress:bool=True, checkpoint:Path|None=None, checkpoint_every:int=50,
           on_step:Callable|None=None, desc:str="tune") -> list:
     "Train every run to its end (or early stop); return the wall time of each step."
-    ident, first = (_ident(runs, cfg), 1) if checkpoint is not None else (None, 1)
-    if checkpoint is not None and checkpoint.exists(): first = _resume(checkpoint, ident, runs)
-    else: _start(lm, runs, cfg)
+    ident = None if checkpoint is None else _ident(runs, cfg)
+    resuming = checkpoint is not None and checkpoint.exists()
+    first = _resume(checkpoint, ident, runs) if resuming else 1
+    if not resuming: _start(lm, runs, cfg)
     t0, last, step_seconds = time.time(), max(r.total for r in runs), []
     bar = tqdm(total=last, initial=first - 1, desc=desc, disable=not progress, leave=False, mininterval=5)
     for step in range(first, last + 1):
