@@ -130,9 +130,9 @@ def test_t5_prompt_matches_peft_and_the_papers_split(t5):
 
 
 # ---- tune ----
-def test_loss_falls_on_a_toy_task_in_seconds(tiny):
+def test_loss_falls_on_a_toy_task(tiny):
     r = tune(tiny, "rt_polarity", make_origins(tiny, 1, 8)[0], CFG, train=TOY, validation=TOY, progress=False)
-    assert r.seconds < 30 and r.history[-1]["val_loss"] < 0.5 * r.history[0]["val_loss"]
+    assert r.history[-1]["val_loss"] < 0.5 * r.history[0]["val_loss"]
     assert r.prompt.meta["origin"] == "origin_0" and r.best_step > 0
 
 

@@ -289,12 +289,12 @@ def _choice_tensors(choices, dev):
         cm[j, :len(c)] = 1
     return ch, cm
 
-def _causal_choices(lm:LM, prompts, b:Batch, ch, cm, counts, prefix) -> torch.Tensor:
+def _causal_choices(lm:LM, prompts, b:Batch, ch, cm, counts, prefix, shared:bool=False) -> torch.Tensor:
     "B × C log-probabilities of each label word: first tokens from the last input position, the rest from the repeated cache."
     (B, C), T, dev = (b.input_ids.shape[0], ch.shape[0]), ch.shape[1], lm.device
     rows = lambda t: t.repeat(B, 1)  # row i*C + j: example i, label word j
     head = lm.model.get_output_embeddings()
-    h, mask, P, cache = _causal_body(lm, prompts, b, counts, prefix, cache=T > 1)
+    h, mask, P, cache = _causal_body(lm, prompts, b, counts, prefix, shared, cache=T > 1)
     out = head(h[torch.arange(B, device=dev), b.src_len - 1]).float().log_softmax(-1)[:, ch[:, 0]]
     if T == 1: return out
     cache.batch_repeat_interleave(C)
@@ -305,20 +305,20 @@ def _causal_choices(lm:LM, prompts, b:Batch, ch, cm, counts, prefix) -> torch.Te
     lp = head(h).float().log_softmax(-1).gather(-1, rows(ch[:, 1:])[..., None]).squeeze(-1)
     return out + (lp * rows(cm[:, 1:])).sum(1).view(B, C)
 
-@torch.no_grad()
 def choice_logprobs(lm:LM, prompts, # as for `target_logprobs`
                     batch:Batch, # the inputs only (their targets are ignored)
                     choices:Sequence[Sequence[int]], # the label words' token ids
                     peft_t5_split:bool=False, counts:Sequence[int]|None=None,
                     prefix:list|None=None, # causal: the prompts' cached keys/values (`prefix_cache`), shared by all rows
+                    shared_prefix:bool=False, # causal, no `prefix` given: compute the prompts' keys/values once here
                    ) -> torch.Tensor:
-    "B × C summed log-probabilities of each label word after each input, with one pass over the inputs."
+    "B × C summed log-probabilities of each label word after each input, with one pass over the inputs (differentiable: the label-restricted loss trains through it)."
     b = batch.to(lm.device)
     B, C, dev = b.input_ids.shape[0], len(choices), lm.device
     ch, cm = _choice_tensors(choices, dev)
     rows = lambda t: t.repeat(B, 1)
     with lm.autocast():
-        if lm.kind == "causal": return _causal_choices(lm, prompts, b, ch, cm, counts, prefix)
+        if lm.kind == "causal": return _causal_choices(lm, prompts, b, ch, cm, counts, prefix, shared_prefix)
         x, mask, P, dec_prompt = _prompted(lm, prompts, b.input_ids, b.attention_mask, _src_mask(b), peft_t5_split, counts)
         enc = lm.model.get_encoder()(inputs_embeds=x, attention_mask=mask).last_hidden_state
         start = lm.model.config.decoder_start_token_id

@@ -139,7 +139,13 @@ def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str,
     read = reading_of(lm, prompt, spec)
     p = _predict(lm, prompt, task, df, method, read, batch_size, max_new_tokens, progress)
     return {**compute_metrics(task, p["pred"].tolist(), p["label"].tolist()), "n": len(df), "split": split,
-            "method": _method(task, method), "style": read.style, "reading": read.to_dict(), "seconds": round(time.time() - t0, 1)}
+            "method": _method(task, method), "style": read.style, "reading": read.to_dict(), "seconds": round(time.time() - t0, 1),
+            **_per_example(task, p)}
+
+def _per_example(task:Task, p:pd.DataFrame) -> dict:
+    "Classification: every prediction and label, in the order of the (sub)sampled split, for confidence intervals over examples."
+    if task.kind != "classification": return {}
+    return {"preds": [int(x) for x in p["pred"]], "labels": [int(x) for x in p["label"]]}
 
 # %% ../nbs/05_evaluation.ipynb #f181f7c0
 def evaluate_many(lm:LM, prompts:Sequence[SoftPrompt], # K prompts of one length (and one reading spec)
@@ -163,5 +169,5 @@ def evaluate_many(lm:LM, prompts:Sequence[SoftPrompt], # K prompts of one length
     for k in range(len(prompts)):
         r = _ranked(sc[k], refs)
         out.append({**compute_metrics(task, r["pred"].tolist(), refs), "n": len(df), "split": split, "method": "rank",
-                    "style": enc.spec.style, "reading": enc.spec.to_dict(), "seconds": secs})
+                    "style": enc.spec.style, "reading": enc.spec.to_dict(), "seconds": secs, **_per_example(task, r)})
     return out

@@ -19,14 +19,16 @@ from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
 from .prompts import SoftPrompt, load_prompt, make_origins, save_prompt
 from .tasks import get_task, load_split
-from .tuning import TuneConfig, tune
+from .tuning import TuneConfig, tune, tune_many
+from .regime import norm_ratio
+from .stats import collapse_share, fmt_ci, learned, majority_share
 from .vectors import save_figure
 from fastcore.basics import patch_to
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'Record', 'RunStore', 'Experiment', 'rerun',
-           'profile_parameters', 'ProfileError', 'check_profile', 'ParameterError', 'notebooks_dir', 'check_parameters',
-           'reproduce', 'write_readme']
+__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'Record', 'RunStore', 'Experiment', 'units',
+           'rerun', 'profile_parameters', 'ProfileError', 'check_profile', 'ParameterError', 'notebooks_dir',
+           'check_parameters', 'reproduce', 'write_readme']
 
 # %% ../nbs/09_experiments.ipynb #4a443879
 def versions() -> dict:
@@ -144,14 +146,19 @@ class Experiment:
                  out_dir:str|Path|None, # where figures and tables go (None or "": a temporary folder)
                  n_tokens:int, n_val:int|None, n_test:int|None, # prompt rows; validation / test examples (None: all)
                  steps:int, batch_size:int, lr:float, warmup_steps:int=0, eval_every:int|None=None,
-                 style:str="t5", origin_seed:int=1024, seed:int=42):
+                 style:str="t5", origin_seed:int=1024, seed:int=42,
+                 loss:str="full", select:str="loss", # the training loss and the selection rule (TuneConfig); the paper: "full", "loss"
+                 max_length:int=256): # input tokens kept (the template is never cut)
         self.name, self.profile, self.model, self.n_tokens, self.style = name, profile, model, n_tokens, style
         self.n_val, self.n_test, self.origin_seed, self.seed = n_val, n_test, origin_seed, seed
         self.store = RunStore(store or tempfile.mkdtemp(prefix="tpv-store-"))
         self.out = Path(out_dir or tempfile.mkdtemp(prefix="tpv-figures-")); self.out.mkdir(parents=True, exist_ok=True)
         self.config = TuneConfig(lr=lr, warmup_steps=warmup_steps, batch_size=batch_size, max_steps=steps,
-                                 eval_every=eval_every or steps, n_validation=n_val, reading=ReadSpec(style=style), seed=seed)
+                                 eval_every=eval_every or steps, n_validation=n_val, reading=ReadSpec(style=style, max_length=max_length),
+                                 seed=seed, loss=loss, select=select)
         self.t0, self.outputs, self.claims, self.notes, self._lm = time.time(), [], [], [], None
+        self.regime = {} # |τ|/|θ₀| of the tuned prompts this experiment rests on (`note_regime`)
+        self.gates = {} # task → its sanity gate (`gate`): did its tuned prompts learn it?
         self.used = {} # record → the seconds it took to compute: what the results here cost, stored or not
 
     @property
@@ -198,18 +205,37 @@ def origin(self, i:int) -> SoftPrompt:
     def make(): return {"hash": (o := make_origins(self.lm, i + 1, self.n_tokens, self.origin_seed)[i]).hash}, o
     return self.cached("origin", key, make).prompt
 
+def _tasks(task:str|list) -> list: return [get_task(t).name for t in ([task] if isinstance(task, str) else task)]
+
+@patch_to(Experiment)
+def prompt_key(self, task:str|list, i:int) -> dict:
+    "The store key of the prompt tuned on `task` (a list: multi-task) from origin `i`."
+    tasks = _tasks(task)
+    return {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt", "seed": self.seed,
+            "origin_hash": self.origin(i).hash, "config": self.config.hash(), "data": {t: data_fingerprint(t) for t in tasks}}
+
 @patch_to(Experiment)
 def tuned(self, task:str|list, i:int) -> Record:
     "The record of the prompt tuned on `task` (a list: multi-task) from origin `i`."
-    tasks = [get_task(t).name for t in ([task] if isinstance(task, str) else task)]
-    o = self.origin(i); data = {t: data_fingerprint(t) for t in tasks}
-    key = {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt", "seed": self.seed,
-           "origin_hash": o.hash, "config": self.config.hash(), "data": data}
-    def run():
-        lm = self.lm; self.say(f"tuning {'+'.join(tasks)} from origin_{i} ({self.config.max_steps} steps)")
-        r = tune(lm, tasks, o, self.config, progress=False)
-        return {"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history}, r.prompt
-    return self.cached("prompt", key, run, config=self.config.to_dict(), data=data)
+    return self.tune_all([task], [i])[0]
+
+@patch_to(Experiment)
+def tune_all(self, tasks:list, origins) -> list[Record]:
+    "The prompt records of every task × origin index; the missing ones tuned together in one `tune_many` loop, checkpointed in the store so that a killed loop resumes."
+    jobs = [(t, i) for t in tasks for i in origins]
+    keys = [self.prompt_key(t, i) for t, i in jobs]
+    def run(todo):
+        names = ", ".join(f"{'+'.join(_tasks(jobs[k][0]))}/origin_{jobs[k][1]}" for k in todo)
+        self.say(f"tuning {len(todo)} prompt(s) in one loop ({self.config.max_steps} steps): {names}")
+        ck = self.store.root/"checkpoints"/(hashlib.sha256(json.dumps(_jsonable([keys[k] for k in todo]), sort_keys=True).encode()).hexdigest()[:16] + ".ckpt")
+        ck.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        res = tune_many(self.lm, [(_tasks(jobs[k][0]), self.origin(jobs[k][1])) for k in todo], self.config, progress=False, checkpoint=ck)
+        secs = round((time.time() - t0) / len(todo), 2)  # each run's share of the loop
+        loop = [{"task": keys[k]["task"], "origin_hash": keys[k]["origin_hash"]} for k in todo]  # what `rerun` must train together to match bit for bit
+        return [({"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history, "loop": loop, "loop_index": n},
+                 r.prompt, secs, self.config.to_dict()) for n, r in enumerate(res)]
+    return self.cached_many("prompt", keys, run)
 
 @patch_to(Experiment)
 def evaluate(self, prompt:SoftPrompt|None, task:str, split:str="test", n:int|None=None, label:str="") -> dict:
@@ -259,18 +285,58 @@ def save_fig(self, fig, what:str, title:str):
     stem = self.stem(what); save_figure(fig, stem)
     self.outputs.append({"type": "figure", "title": title, "png": f"{stem.name}.png", "pdf": f"{stem.name}.pdf"})
 
+_VERDICTS = {True: "**supported**", False: "**not supported**", "supported": "**supported**", "not supported": "**not supported**",
+             "inconclusive": "inconclusive", "untestable here": "untestable here", "holds": "holds", "fails": "**fails**", None: "descriptive"}
+
 @patch_to(Experiment)
-def claim(self, claim:str, paper:str, ours:str, supported:bool|str|None): # True, False, "inconclusive", or None (descriptive)
-    "Record one of the paper's claims, what the paper reports, what this run measured, and the verdict."
-    v = supported if supported in (None, "inconclusive") else bool(supported)
-    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": v})
+def claim(self, claim:str, paper:str, ours:str,
+          supported, # a `tpv.stats.verdict`, "holds"/"fails" (a sanity row), True/False, or None (descriptive)
+          ci:dict|None=None, # the interval the verdict rests on (`tpv.stats.interval`)
+          scale:float=100): # how the interval is shown (×100 for scores, 1 for ratios)
+    "Record one of the paper's claims, what the paper reports, what this run measured, the interval and the verdict."
+    v = supported if supported is None or isinstance(supported, str) else bool(supported)
+    if v not in _VERDICTS: raise TpvError(f"Unknown verdict {v!r}; use one of {', '.join(map(repr, _VERDICTS))}.")
+    d = 1 if scale != 1 else 3
+    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": v, "ci": fmt_ci(ci, scale, d) if ci else "",
+                        "mde": f"{scale * ci['mde']:.{d}f}" if ci else ""})
+
+@patch_to(Experiment)
+def note_regime(self, tuned:dict, origins:list) -> pd.Series:
+    "|τ|/|θ₀| of the tuned prompts ({(task, origin index): prompt}), kept for the summary and the README."
+    r = pd.Series({k: norm_ratio(p, origins[k[1]]) for k, p in tuned.items()})
+    self.regime = {"norm_ratio_mean": float(r.mean()), "norm_ratio_min": float(r.min()), "norm_ratio_max": float(r.max()), "n": len(r)}
+    self.notes.append(f"|τ|/|θ₀| of the {len(r)} tuned prompts: mean {r.mean():.2f} (range {r.min():.2f}–{r.max():.2f}).")
+    return r
+
+def units(results:list, per:int=1) -> np.ndarray:
+    "The predictions of stored evaluation results as units × runs × examples (`per` consecutive results per unit)."
+    p = np.array([r["preds"] for r in results])
+    return p.reshape(len(results) // per, per, -1)
+
+@patch_to(Experiment)
+def gate(self, task:str, tuned:list, origins:list) -> dict:
+    "The sanity gate of `task` (`tpv.stats.learned`, macro-F1) from the test results of its tuned prompts and their untuned origins, one each per origin."
+    y = tuned[0]["labels"]
+    g = learned(units(tuned), units(origins), y, get_task(task).n_classes)
+    self.gates[task] = {"learned": g["learned"], "tuned": round(100 * g["single"], 1), "untuned origin": round(100 * g["origin"], 1),
+                        "chance": round(100 * g["chance"], 1), "majority share": round(100 * majority_share(y), 1),
+                        "tuned − origin [95%]": fmt_ci(g["over_origin"]), "tuned − chance [95%]": fmt_ci(g["over_chance"]),
+                        "one-class runs": f"{collapse_share(r['preds'] for r in tuned):.0%}"}
+    return g
+
+@patch_to(Experiment)
+def save_gates(self) -> pd.DataFrame:
+    "The sanity table: for every task, whether its tuned prompts learned it (macro-F1 ×100)."
+    df = pd.DataFrame(self.gates).T.rename_axis("task")
+    return self.save_table(df, "sanity", "Sanity gate: tuned prompts against their untuned origins and chance, test macro-F1 ×100; a claim is judged only on tasks that learned")
 
 @patch_to(Experiment)
 def finish(self, **extra) -> Path:
     "Write the experiment's summary JSON (outputs, claims, settings, time)."
     s = {"experiment": self.name, "model": self.model, "profile": self.profile, "seconds": round(time.time() - self.t0, 1),
          "settings": {"n_tokens": self.n_tokens, "n_val": self.n_val, "n_test": self.n_test, "style": self.style,
-                      "tune": vars(self.config)}, "outputs": self.outputs, "claims": self.claims, "notes": self.notes, "records": self.used, **extra}
+                      "tune": self.config.to_dict()}, "outputs": self.outputs, "claims": self.claims, "notes": self.notes, "records": self.used,
+         "regime": self.regime, "gates": self.gates, **extra}
     p = self.out/f"{self.name}_{_slug(self.model)}_{self.profile}.json"
     atomic_write(p, json.dumps(_jsonable(s), indent=1)); self.say(f"done: {len(self.outputs)} outputs, {len(self.claims)} claims")
     return p
@@ -299,9 +365,11 @@ def rerun(path:str|Path) -> dict:
         new = make_origins(lm, i + 1, key["n_tokens"], key["seed"])[i]
         out.update(stored=man["result"]["hash"], recomputed=new.hash)
     elif kind == "prompt":
-        lm = load_lm(key["model"]); origin = _find_origin(root, key["origin_hash"])
+        lm = load_lm(key["model"])
         cfg = TuneConfig.from_dict({"shared_prefix": False, **man["config"]})  # records made before the shared prefix: the per-row path
-        new = tune(lm, key["task"].split("+"), origin, cfg, progress=False).prompt
+        loop = man["result"].get("loop") or [{"task": key["task"], "origin_hash": key["origin_hash"]}]  # tuned together in one loop: tune them together again
+        runs = [(j["task"].split("+"), _find_origin(root, j["origin_hash"])) for j in loop]
+        new = tune_many(lm, runs, cfg, progress=False)[man["result"].get("loop_index", 0)].prompt
         out.update(stored=rec.prompt.hash, recomputed=new.hash, max_abs_diff=float((new.tensor - rec.prompt.tensor).abs().max()))
     elif kind == "eval":
         if rec.prompt is None and key.get("prompt") is not None: raise StoreError(f"{path} does not hold the prompt it evaluated; it cannot be re-run.")
@@ -316,27 +384,31 @@ def rerun(path:str|Path) -> dict:
 # %% ../nbs/09_experiments.ipynb #0de3bcd6
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
 PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "tweets_3class": "TREC (3-class, as a 'different' task)",
-           "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia"}
+           "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia / AG News (topic)"}
 
 _COMMON = {
-    "smoke": dict(model="tiny-llama", n_origins=2, n_tokens=4, steps=4, batch_size=4, lr=0.3, warmup_steps=0, n_val=8, n_test=16, style="t5"),
-    "cpu": dict(model="smollm2-135m-instruct", n_origins=3, n_tokens=20, steps=100, batch_size=8, lr=0.3, warmup_steps=10, n_val=32, n_test=100, style="t5"),
-    "paper": dict(model="t5-base", n_origins=10, n_tokens=100, steps=10_000, batch_size=32, lr=0.3, warmup_steps=500, n_val=None, n_test=None, style="t5"),
+    "smoke": dict(model="tiny-llama", n_origins=2, n_tokens=4, steps=4, batch_size=4, lr=0.3, warmup_steps=0, n_val=8, n_test=16, style="t5",
+                  loss="full", select="macro_f1", max_length=256),
+    "cpu": dict(model="smollm2-135m-instruct", n_origins=5, n_tokens=20, steps=40, batch_size=8, lr=0.03, warmup_steps=6, n_val=32, n_test=200,
+                style="t5", loss="full", select="macro_f1", max_length=96),
+    "paper": dict(model="t5-base", n_origins=10, n_tokens=100, steps=10_000, batch_size=32, lr=0.3, warmup_steps=500, n_val=None, n_test=None, style="t5",
+                  loss="full", select="loss", max_length=256),
 }
 _TASKS = {"smoke": ["rt_polarity", "amazon_polarity", "snli"],
-          "cpu": ["rt_polarity", "amazon_polarity", "snli", "tweets_3class"],
+          "cpu": ["rt_polarity", "bbc_news", "snli"],
           "paper": ["dbpedia", "mnli", "qnli", "sst2", "trec_coarse", "yelp_polarity"]}
 _FEW_SHOT = {
     "smoke": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity"], shots=[0, 4],
                   inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=3, fs_batch_size=2,
-                  fs_eval_every=0, fs_keep_init=True),
-    "cpu": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity", "nyt_polarity", "tweets_3class"], shots=[0, 10, 100],
-                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum"], fs_steps=10, fs_batch_size=8,
-                fs_eval_every=5, fs_keep_init=True),
+                  fs_eval_every=0, fs_keep_init=False),
+    "cpu": dict(sources=["rt_polarity", "amazon_polarity"], targets=["tweets_polarity", "nyt_polarity"], shots=[0, 10, 100],
+                inits=["random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"], fs_steps=30, fs_batch_size=8, fs_lr=None,
+                fs_eval_every=10, fs_keep_init=False),
     "paper": dict(sources=["mnli", "qnli"], targets=["scitail", "snli"], shots=[0, 5, 10, 25, 50, 100, 250, 500, 750, 1000],
                   inits=["random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"], fs_steps=1000, fs_batch_size=None,
                   fs_eval_every=100, fs_keep_init=False),
 }
+_CROSS = {"smoke": dict(mixed_per_origin=0), "cpu": dict(mixed_per_origin=2), "paper": dict(mixed_per_origin=0)}  # cpu: each origin gets 2 others' vectors
 _ADDITION = {"smoke": dict(lambdas=[0.0, 0.5, 1.0], variant_origins=1),
              "cpu": dict(lambdas=[0.0, 0.25, 0.5, 0.75, 1.0], variant_origins=1),
              "paper": dict(lambdas=[round(0.05 * i, 2) for i in range(21)], variant_origins=10)}
@@ -346,7 +418,7 @@ def profile_parameters(profile:str) -> dict:
     check_profile(profile)
     c = {**_COMMON[profile], "profile": profile}
     return {"similarity": {**c, "tasks": _TASKS[profile]},
-            "cross_origin": {**c, "tasks": _TASKS[profile]},
+            "cross_origin": {**c, "tasks": _TASKS[profile], **_CROSS[profile]},
             "addition": {**c, "tasks": _TASKS[profile], **_ADDITION[profile]},
             "few_shot": {**c, **_FEW_SHOT[profile]}}
 
@@ -439,7 +511,42 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
     return timing
 
 # %% ../nbs/09_experiments.ipynb #7e6f0981
-def _verdict(v) -> str: return {True: "**supported**", False: "**not supported**", "inconclusive": "inconclusive", None: "not tested here"}[v]
+def _verdict(v) -> str: return _VERDICTS[v]
+
+_LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshold\" against a 95% bootstrap interval over origins and test examples "
+           "(over origins alone for similarities): **supported** when the whole interval is at or above the threshold, **not supported** when it is all below, "
+           "inconclusive otherwise, and untestable here when the prompts the claim rests on did not clearly learn their task (their interval over the "
+           "untuned origin or over chance includes zero). \"Smallest detectable\" is the true difference a test at this level finds with 80% power (2.8 standard errors). "
+           "Scores are macro-F1 ×100 unless a claim says otherwise.")
+
+def _settings(sums:list, profile:str) -> list:
+    "The README's settings section: the budget, the loss, the selection rule, the regime."
+    v = sums[0]["settings"]
+    tune, reg = v.get("tune", {}), [s["regime"] for s in sums if s.get("regime")]
+    loss = {"full": "the paper's loss (label tokens over the whole vocabulary)", "label": "the label-restricted loss (a softmax over the label words)"}[tune.get("loss", "full")]
+    select = tune.get("select", "loss")
+    sel = "validation loss (the paper's rule)" if select == "loss" else f"validation {select.replace('_', '-')} (ties by loss)"
+    L = ["## Settings", "",
+         f"{v.get('n_tokens')}-token prompts, {sums[0].get('n_origins', '?')} origins (the paper's vocabulary-sampled inits), "
+         f"prompt tuning {tune.get('max_steps')} steps of batch {tune.get('batch_size')}, lr {tune.get('lr')} ({tune.get('warmup_steps')} warm-up steps), "
+         f"{loss}, best state by {sel}; {v.get('style')}-style templates, inputs cut to {tune.get('max_length')} tokens, rank classification; "
+         f"validation {v.get('n_val') or 'all'} and test {v.get('n_test') or 'all'} examples per task (stratified).", ""]
+    gates = {t: g for s in sums for t, g in s.get("gates", {}).items()}
+    if gates: L += ["Sanity gate (test macro-F1 of the tuned prompts above their untuned origins and above chance, 95% intervals): "
+                    + "; ".join(f"`{t}` {'learned' if g['learned'] else '**did not learn**'} ({g['tuned']} vs {g['untuned origin']}, chance {g['chance']})" for t, g in gates.items()) + ".", ""]
+    if reg: L += [f"|τ|/|θ₀| of the tuned source prompts: mean {reg[0]['norm_ratio_mean']:.2f} (range {reg[0]['norm_ratio_min']:.2f}–{reg[0]['norm_ratio_max']:.2f}, {reg[0]['n']} prompts).", ""]
+    used = sorted({t for s in sums for t in s.get("tasks", [])} & set(PROXIES))
+    if used and profile != "paper": L += ["Offline stand-ins for the paper's tasks: " + "; ".join(f"`{t}` ≈ {PROXIES[t]}" for t in used) + ".", ""]
+    return L
+
+def _claims(sums:list) -> list:
+    "The README's claims table."
+    L = ["## The paper's claims against this run", "", _LEGEND, "",
+         "| experiment | claim | paper | this run | 95% interval | smallest detectable | verdict |", "|---|---|---|---|---|---|---|"]
+    for s in sums:
+        for c in s["claims"]:
+            L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | {c.get('mde', '')} | {_verdict(c['supported'])} |")
+    return L + [""]
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
     "Write `<out>/README.md` from the experiments' summary JSON files."
@@ -447,7 +554,6 @@ def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:floa
     for n in EXPERIMENTS:
         p = out/f"{n}_{_slug(model)}_{profile}.json"
         if p.exists(): sums.append(json.loads(p.read_text()))
-    v = sums[0]["settings"] if sums else {}
     used = {k: t for s in sums for k, t in s.get("records", {}).items()}  # each stored result once, however many experiments use it
     L = [f"# Results of `tpv reproduce --profile {profile}`", "",
          f"Rendered by `tpv reproduce --profile {profile}` (tpv {tpv.__version__}) on {platform.node() or 'this machine'} "
@@ -455,23 +561,9 @@ def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:floa
          f"This invocation took {seconds / 60:.1f} min (per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k, t in timing.items()) + "); "
          f"computing the {len(used)} stored results it rests on took {sum(used.values()) / 60:.1f} min in all (the sum of their records' times: "
          "a run that resumes, or re-renders from the store, reuses them).",
-         "Every number below was computed by this run; the paper's numbers are quoted from `paper_spec.md` (T5-base unless said otherwise).",
+         "Every number below was computed by this run; the paper's numbers are quoted from the paper (Belanec et al., arXiv 2408.01119; T5-base unless said otherwise).",
          "Each executed notebook is kept in `notebooks/`; results are cached in the run store, so running the command again re-renders in seconds.", ""]
-    if sums:
-        tune = v.get("tune", {})
-        L += ["## Settings", "",
-              f"{v.get('n_tokens')}-token prompts, {sums[0].get('n_origins', '?')} origins (the paper's vocabulary-sampled inits), "
-              f"prompt tuning {tune.get('max_steps')} steps of batch {tune.get('batch_size')}, lr {tune.get('lr')}, "
-              f"{v.get('style')}-style templates, rank classification; validation {v.get('n_val') or 'all'} and test "
-              f"{v.get('n_test') or 'all'} examples per task (stratified).", ""]
-        used = sorted({t for s in sums for t in s.get("tasks", [])} & set(PROXIES))
-        if used and profile != "paper":
-            L += ["Offline stand-ins for the paper's tasks: " + "; ".join(f"`{t}` ≈ {PROXIES[t]}" for t in used) + ".", ""]
-        L += ["## The paper's claims against this run", "", "| experiment | claim | paper | this run | verdict |", "|---|---|---|---|---|"]
-        for s in sums:
-            for c in s["claims"]:
-                L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {_verdict(c['supported'])} |")
-        L.append("")
+    if sums: L += _settings(sums, profile) + _claims(sums)
     for s in sums:
         L += [f"## {s['experiment'].replace('_', '-')} ({s['seconds'] / 60:.1f} min)", ""]
         for note in s.get("notes", []): L += [note, ""]

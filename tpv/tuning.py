@@ -15,21 +15,24 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from .engine import Encoded, PromptModule, ReadSpec, collate, encode, length_grouped_batches, score_choices, target_logprobs, target_nll
+from sklearn.metrics import f1_score
+
+from .engine import Encoded, PromptModule, ReadSpec, choice_logprobs, collate, encode, length_grouped_batches, score_choices, target_logprobs, target_nll
 from .io import TpvError, atomic_path
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .tasks import Task, frame_fingerprint, get_task, load_split, subsample
 
 # %% auto #0
-__all__ = ['ConfigError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune', 'tune_many']
+__all__ = ['LOSSES', 'SELECTIONS', 'ConfigError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune', 'tune_many']
 
 # %% ../nbs/04_tuning.ipynb #609a2e9d
 class ConfigError(TpvError, ValueError):
     "A tuning setting that cannot work."
 
 _READING = ("style", "chat", "max_length", "peft_t5_split") # the reading spec's fields, flat in configs stored before it
-_LATER = {"keep_init": False, "shared_prefix": True} # settings added after runs were stored, at the default that leaves a hash as it was
+_LATER = {"keep_init": False, "shared_prefix": True, "loss": "full", "select": "loss"} # settings added after runs were stored, at the default that leaves a hash as it was
+LOSSES, SELECTIONS = ("full", "label"), ("loss", "accuracy", "macro_f1")
 
 @dataclass
 class TuneConfig:
@@ -39,6 +42,7 @@ class TuneConfig:
     weight_decay:float = 1e-5
     warmup_steps:int = 500 # linear warmup, then linear decay to 0
     max_grad_norm:float|None = 1.0 # clip the gradient norm (None: no clipping)
+    loss:str = "full" # "full": the paper's cross-entropy of the label tokens over the whole vocabulary; "label": a softmax over the task's label words only (an option, not the paper's)
     # length and batches
     batch_size:int = 32
     epochs:float = 10 # used when max_steps is None
@@ -51,6 +55,7 @@ class TuneConfig:
     early_stopping:int|None = None # stop after this many validations without improvement
     eval_accuracy:bool = True # also report validation accuracy (classification) at each validation
     keep_init:bool = False # the starting prompt, validated before step 1, competes for the best (it can win: best step 0)
+    select:str = "loss" # what picks the best state: "loss" (the paper: validation loss) or "accuracy" / "macro_f1" (that validation metric, ties broken by loss)
     # how inputs are read
     reading:ReadSpec = field(default_factory=ReadSpec)
     # the engine
@@ -76,7 +81,10 @@ def _checks(c:TuneConfig) -> list:
             (c.max_grad_norm is not None and (not num(c.max_grad_norm) or c.max_grad_norm <= 0), f"max_grad_norm must be positive or None, not {c.max_grad_norm!r}"),
             (c.early_stopping is not None and (not whole(c.early_stopping) or c.early_stopping < 1), f"early_stopping must be at least 1 or None, not {c.early_stopping!r}"),
             (c.n_validation is not None and (not whole(c.n_validation) or c.n_validation < 1), f"n_validation must be at least 1 or None, not {c.n_validation!r}"),
-            (not isinstance(c.reading, ReadSpec), f"reading must be a ReadSpec, not {type(c.reading).__name__}")]
+            (not isinstance(c.reading, ReadSpec), f"reading must be a ReadSpec, not {type(c.reading).__name__}"),
+            (c.loss not in LOSSES, f"loss must be one of {', '.join(map(repr, LOSSES))}, not {c.loss!r}"),
+            (c.select not in SELECTIONS, f"select must be one of {', '.join(map(repr, SELECTIONS))}, not {c.select!r}"),
+            (c.select != "loss" and not c.eval_accuracy, f"select={c.select!r} needs the validation scores: set eval_accuracy=True")]
 
 def _validate(self) -> TuneConfig:
     "Raise `ConfigError` on settings that cannot work (done when the config is made)."
@@ -109,9 +117,10 @@ TuneConfig.from_dict = classmethod(_from_dict)
 @dataclass
 class Best:
     "The best validated state so far."
-    val_loss: float
+    val_loss: float # the validation loss of the training objective (`cfg.loss`)
     step: int
     state: object # the prompt tensor, or the module's state dict
+    key: tuple = (math.inf, math.inf) # what selection compares (smaller is better): (loss,) or (−metric, loss)
 
 @dataclass
 class Run:
@@ -142,10 +151,10 @@ class Run:
     def load(self, state):
         if self.is_module: self.param.load_state_dict(state)
         else: self.param.data.copy_(state)
-    def next_pairs(self) -> list:
-        "This step's (input ids, target ids) pairs: one batch share from every task."
+    def next_items(self) -> list:
+        "This step's examples as (Encoded, index) pairs: one batch share from every task."
         self.steps_done += 1
-        return [(e.src[i], e.tgt[i]) for e, s in zip(self.tr_enc, self.streams) for i in next(s)]
+        return [(e, i) for e, s in zip(self.tr_enc, self.streams) for i in next(s)]
 
 # %% ../nbs/04_tuning.ipynb #2ad82bb0
 def _per_task(tasks, x, split) -> list:
@@ -195,14 +204,23 @@ def _metrics(sc:np.ndarray|None, enc:Encoded, lm:LM, prompt, cfg:TuneConfig) -> 
     "One task's validation numbers from its label-word scores (or the target NLL when there are none)."
     n = enc.task
     if sc is None: return {f"{n}/val_loss": target_nll(lm, prompt, enc, cfg.eval_batch_size)}
-    return {f"{n}/val_loss": -sc[np.arange(len(enc)), enc.labels].sum() / sum(len(t) for t in enc.tgt),
-            f"{n}/val_accuracy": float((sc.argmax(1) == enc.labels).mean())}
+    gold, pred = sc[np.arange(len(enc)), enc.labels], sc.argmax(1)
+    ls = torch.from_numpy(sc).log_softmax(-1).numpy()[np.arange(len(enc)), enc.labels]  # over the label words only
+    return {f"{n}/val_loss": -gold.sum() / sum(len(t) for t in enc.tgt), f"{n}/val_label_loss": float(-ls.mean()),
+            f"{n}/val_accuracy": float((pred == enc.labels).mean()),
+            f"{n}/val_macro_f1": float(f1_score(enc.labels, pred, labels=list(range(sc.shape[1])), average="macro", zero_division=0))}
 
 def _summary(out:dict) -> dict:
-    out["val_loss"] = float(np.mean([v for k, v in out.items() if k.endswith("/val_loss")]))
-    accs = [v for k, v in out.items() if k.endswith("/val_accuracy")]
-    if accs: out["val_accuracy"] = float(np.mean(accs))
+    "The per-task numbers averaged over the run's tasks (val_loss, val_label_loss, val_accuracy, val_macro_f1)."
+    for m in ("val_loss", "val_label_loss", "val_accuracy", "val_macro_f1"):
+        vs = [v for k, v in out.items() if k.endswith(f"/{m}")]
+        if vs: out[m] = float(np.mean(vs))
     return out
+
+def _key(v:dict, cfg:TuneConfig) -> tuple:
+    "What selection compares, smaller is better: the objective's validation loss, or (−metric, loss) so ties go to the lower loss."
+    loss = v["val_label_loss"] if cfg.loss == "label" and "val_label_loss" in v else v["val_loss"]
+    return (loss,) if cfg.select == "loss" else (-v[f"val_{cfg.select}"], loss)
 
 def _validate_runs(lm:LM, runs:list, cfg:TuneConfig) -> list[dict]:
     "Validation numbers of each run; runs on the same data are scored together when the shared prefix is on."
@@ -225,8 +243,9 @@ def _record(run:Run, step:int, v:dict, cfg:TuneConfig, seconds:float) -> bool:
     run.history.append({"step": step, "train_loss": float(np.mean(run.run_loss)), "lr": run.sched.get_last_lr()[0],
                         "seconds": round(seconds, 1), **v})
     run.run_loss = []
-    if v["val_loss"] < run.best.val_loss:
-        run.best, run.bad_evals = Best(v["val_loss"], step, run.snap()), 0
+    k = _key(v, cfg)
+    if k < run.best.key:
+        run.best, run.bad_evals = Best(k[-1], step, run.snap(), k), 0
     else: run.bad_evals += 1
     return bool(cfg.early_stopping and run.bad_evals >= cfg.early_stopping)
 
@@ -234,27 +253,46 @@ def _start(lm:LM, runs:list, cfg:TuneConfig):
     "Validate every run's starting state (step 0); with `keep_init` it is the best so far."
     for r, v in zip(runs, _validate_runs(lm, runs, cfg)):
         r.history = [{"step": 0, **v}]
-        if cfg.keep_init: r.best = Best(v["val_loss"], 0, r.snap())
+        if cfg.keep_init: r.best = Best((k := _key(v, cfg))[-1], 0, r.snap(), k)
 
 # %% ../nbs/04_tuning.ipynb #785a7997
 def _finite(loss:float, step:int) -> float:
     if not math.isfinite(loss): raise TpvError(f"The training loss became {loss} at step {step}; lower the learning rate.")
     return loss
 
-def _train_step(lm:LM, active:list, cfg:TuneConfig, step:int) -> torch.Tensor:
-    "One optimiser step of every active run; returns their losses."
-    pairs, counts = [], []
-    for r in active:
-        p = r.next_pairs()
-        pairs += p
-        counts.append(len(p))
-    b = collate(lm, pairs)
+def _full_losses(lm:LM, active:list, items:list, cfg:TuneConfig, shared:bool) -> list:
+    "The paper's loss of each run: mean negative log-likelihood of its batch's label tokens over the whole vocabulary."
+    pairs = [(e.src[i], e.tgt[i]) for its in items for e, i in its]
+    counts = [len(its) for its in items]
     one = len(active) == 1
     prompts = active[0].param if one else [r.param for r in active]
-    shared = cfg.shared_prefix and not any(r.is_module for r in active)
+    b = collate(lm, pairs)
     lp = target_logprobs(lm, prompts, b, cfg.reading.peft_t5_split, None if one else counts, shared_prefix=shared)
     tm = b.tgt_mask.to(lp.device)
-    losses = [-l.sum() / m.sum() for l, m in zip(lp.split(counts), tm.split(counts))]
+    return [-l.sum() / m.sum() for l, m in zip(lp.split(counts), tm.split(counts))]
+
+def _label_losses(lm:LM, active:list, items:list, cfg:TuneConfig, shared:bool) -> list:
+    "The label-restricted loss of each run: mean −log softmax over its task's label words; the runs' rows of one task go in one pass."
+    by_task = {}
+    for k, its in enumerate(items):
+        for e, i in its: by_task.setdefault(e.task, {}).setdefault(k, []).append((e, i))
+    parts = [[] for _ in active]
+    for per in by_task.values():
+        ks, rows = list(per), [x for k in per for x in per[k]]
+        counts = [len(per[k]) for k in ks]
+        prompts = active[ks[0]].param if len(ks) == 1 else [active[k].param for k in ks]
+        b = collate(lm, [(e.src[i], []) for e, i in rows])
+        sc = choice_logprobs(lm, prompts, b, rows[0][0].choices, cfg.reading.peft_t5_split, None if len(ks) == 1 else counts, shared_prefix=shared)
+        y = torch.tensor([int(e.labels[i]) for e, i in rows], device=sc.device)
+        nll = -sc.float().log_softmax(-1).gather(1, y[:, None]).squeeze(1)
+        for k, part in zip(ks, nll.split(counts)): parts[k].append(part)
+    return [torch.cat(p).mean() for p in parts]
+
+def _train_step(lm:LM, active:list, cfg:TuneConfig, step:int) -> torch.Tensor:
+    "One optimiser step of every active run; returns their losses."
+    items = [r.next_items() for r in active]
+    shared = cfg.shared_prefix and not any(r.is_module for r in active)
+    losses = (_label_losses if cfg.loss == "label" else _full_losses)(lm, active, items, cfg, shared)
     torch.stack(losses).sum().backward()  # run k's loss depends on its prompt only
     for r, loss in zip(active, losses):
         if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_(r.params, cfg.max_grad_norm)
