@@ -389,8 +389,8 @@ PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "t
 _COMMON = {
     "smoke": dict(model="tiny-llama", n_origins=2, n_tokens=4, steps=4, batch_size=4, lr=0.3, warmup_steps=0, n_val=8, n_test=16, style="t5",
                   loss="full", select="macro_f1", max_length=256),
-    "cpu": dict(model="smollm2-135m-instruct", n_origins=5, n_tokens=20, steps=40, batch_size=8, lr=0.03, warmup_steps=6, n_val=32, n_test=200,
-                style="t5", loss="full", select="macro_f1", max_length=96),
+    "cpu": dict(model="smollm2-135m-instruct", n_origins=5, n_tokens=20, steps=40, batch_size=8, lr=0.01, warmup_steps=4, n_val=32, n_test=200,
+                style="t5", loss="label", select="macro_f1", max_length=64),
     "paper": dict(model="t5-base", n_origins=10, n_tokens=100, steps=10_000, batch_size=32, lr=0.3, warmup_steps=500, n_val=None, n_test=None, style="t5",
                   loss="full", select="loss", max_length=256),
 }
