@@ -221,8 +221,12 @@ def tuned(self, task:str|list, i:int) -> Record:
 
 @patch_to(Experiment)
 def tune_all(self, tasks:list, origins) -> list[Record]:
-    "The prompt records of every task × origin index; the missing ones tuned together in one `tune_many` loop, checkpointed in the store so that a killed loop resumes."
-    jobs = [(t, i) for t in tasks for i in origins]
+    "The prompt records of every task × origin index; each task's missing ones tuned together in one `tune_many` loop, checkpointed in the store so that a killed loop resumes."
+    return [r for t in tasks for r in self._tune_loop([(t, i) for i in origins])]
+
+@patch_to(Experiment)
+def _tune_loop(self, jobs:list) -> list[Record]:
+    "The prompt records of `jobs` [(task, origin index)], the missing ones in one loop (one task per loop: its rows pad to its own lengths)."
     keys = [self.prompt_key(t, i) for t, i in jobs]
     def run(todo):
         names = ", ".join(f"{'+'.join(_tasks(jobs[k][0]))}/origin_{jobs[k][1]}" for k in todo)

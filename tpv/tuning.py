@@ -220,7 +220,9 @@ def _summary(out:dict) -> dict:
 def _key(v:dict, cfg:TuneConfig) -> tuple:
     "What selection compares, smaller is better: the objective's validation loss, or (−metric, loss) so ties go to the lower loss."
     loss = v["val_label_loss"] if cfg.loss == "label" and "val_label_loss" in v else v["val_loss"]
-    return (loss,) if cfg.select == "loss" else (-v[f"val_{cfg.select}"], loss)
+    if cfg.select == "loss": return (loss,)
+    if f"val_{cfg.select}" not in v: raise TpvError(f"select={cfg.select!r} needs label words to score; this task has none, so use select='loss'.")
+    return (-v[f"val_{cfg.select}"], loss)
 
 def _validate_runs(lm:LM, runs:list, cfg:TuneConfig) -> list[dict]:
     "Validation numbers of each run; runs on the same data are scored together when the shared prefix is on."
