@@ -19,7 +19,7 @@ from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
 from .prompts import SoftPrompt, load_prompt, make_origins, save_prompt
 from .tasks import get_task, load_split
-from .tuning import TuneConfig, tune, tune_many
+from .tuning import TuneConfig, tune_many
 from .regime import norm_ratio
 from .stats import collapse_share, fmt_ci, learned, majority_share
 from .vectors import save_figure

@@ -5,7 +5,6 @@
 # %% ../nbs/12_regime.ipynb #ad2dde62
 from __future__ import annotations
 import itertools, time
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
