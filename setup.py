@@ -1,6 +1,8 @@
 # The nbdev 2 template setup.py: every setting lives in settings.ini; edit there, not here.
 from configparser import ConfigParser
-import setuptools, shlex
+import setuptools, shlex, shutil
+from pathlib import Path
+from setuptools.command.build_py import build_py
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -23,8 +25,19 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), cfg['license'])
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
 
+class build_py_with_notebooks(build_py):
+    "Ship the experiment notebooks (nbs/experiments) inside the package, so `tpv reproduce` works from a plain `pip install`."
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False): return  # an editable install reads nbs/experiments in place
+        dest = Path(self.build_lib)/cfg['lib_path']/'experiment_notebooks'
+        dest.mkdir(parents=True, exist_ok=True)
+        for nb in sorted(Path('nbs/experiments').glob('*.ipynb')): shutil.copy2(nb, dest/nb.name)
+
 setuptools.setup(
     name = cfg['lib_name'],
+    cmdclass = {'build_py': build_py_with_notebooks},
+    license_files = ['LICENSE'],
     license = lic,
     classifiers = [
         'Development Status :: ' + statuses[int(cfg['status'])],

@@ -16,7 +16,7 @@ from .evaluation import evaluate, evaluate_many
 from .io import TpvError
 from .models import LM
 from .prompts import SoftPrompt
-from .vectors import TaskPromptVector, VectorError, check_compatible
+from .vectors import TaskPromptVector, VectorError, _coef, check_compatible
 
 # %% auto #0
 __all__ = ['MERGES', 'LAMBDAS', 'combine', 'search_lambda', 'AdditionResult', 'evaluate_tasks', 'grid_metrics', 'add_tasks',
@@ -37,8 +37,11 @@ def combine(vectors:list, # task prompt vectors of one model and shape
     if method not in MERGES: raise TpvError(f"Unknown merge method {method!r}; use one of {', '.join(MERGES)}.")
     if not vectors: raise VectorError("combine needs at least one vector.")
     for v in vectors[1:]: check_compatible(vectors[0], v)
-    w = torch.tensor([1.0] * len(vectors) if weights is None else [float(x) for x in weights])
+    w = torch.tensor([1.0] * len(vectors) if weights is None else [_coef(x, "a weight") for x in weights])
     if len(w) != len(vectors): raise VectorError(f"{len(vectors)} vectors but {len(w)} weights.")
+    if method != "sum" and not (0 < _coef(density, "density") <= 1):
+        raise VectorError(f"density is the share of entries a merge keeps, in (0, 1]; {density!r} would keep "
+                          f"{'nothing' if density <= 0 else 'more than everything'}.")
     kw = {} if method == "sum" else {"density": density}
     if method in ("ties", "dare_ties"): kw["majority_sign_method"] = majority_sign_method
     with torch.random.fork_rng(devices=[]):
@@ -52,10 +55,17 @@ def combine(vectors:list, # task prompt vectors of one model and shape
 # %% ../nbs/07_arithmetic.ipynb #4f0a5556
 LAMBDAS = tuple(float(x) for x in np.round(np.arange(0, 1.0001, 0.05), 2))
 
+def _grid(lambdas) -> tuple:
+    "A λ grid as a tuple of finite floats; an empty grid would pick a λ without trying one."
+    lambdas = tuple(_coef(x) for x in lambdas)
+    if not lambdas: raise VectorError("The λ grid is empty; give at least one λ to try (the paper's: 0, 0.05, ..., 1).")
+    return lambdas
+
 def search_lambda(score, # λ → a number to maximise (e.g. mean validation accuracy)
                   lambdas=LAMBDAS, # the grid (the paper's: 0, 0.05, ..., 1)
                  ) -> tuple[float, pd.DataFrame]:
     "The paper's λ search: the first argmax of `score` over the grid (default 1.0 if nothing scores above 0)."
+    lambdas = _grid(lambdas)
     best, best_score, rows = 1.0, 0.0, []
     for lam in lambdas:
         s = score(lam); rows.append({"lambda": lam, "score": s})
@@ -87,9 +97,10 @@ def grid_metrics(lm:LM, prompts:dict, # key → prompt (the candidates of a λ g
 def add_tasks(lm:LM, origin:SoftPrompt, vectors:list, # vectors measured from `origin`, one per task
               lambdas=LAMBDAS, n_validation:int|None=None, n_test:int|None=None, metric:str="accuracy", **kw) -> AdditionResult:
     "origin + λ·Στ with λ searched on the tasks' validation sets; test metrics at the chosen λ."
+    if not vectors: raise VectorError("add_tasks needs at least one task prompt vector.")
+    lambdas = _grid(lambdas)
     tau = sum(vectors); tasks = [t for v in vectors for t in v.tasks]
     rows = []
-    if not lambdas: raise TpvError("add_tasks needs at least one λ to try.")
     val = grid_metrics(lm, {lam: tau.apply_to(origin, lam) for lam in lambdas}, tasks, "validation", n_validation, **kw)  # the whole grid at once
     def score(lam):
         m = {t: r[metric] for t, r in val[lam].items()}

@@ -28,7 +28,7 @@ def cmd_info(args) -> int:
     dev = default_device()
     how = f"TPV_PRECISION={os.environ['TPV_PRECISION']}" if os.environ.get("TPV_PRECISION") else "measured per model on its first load (cached; TPV_PRECISION=fp32|bf16 overrides)"
     print(f"device: {dev} ({machine()['device']}); bf16 autocast: {how}; threads: {torch.get_num_threads()}")
-    print(f"cache: {cache_dir(create=False)}")
+    print(f"cache: {cache_dir()}")  # created and checked: a cache that cannot be written fails here, not in the middle of a run
     return 0
 
 def cmd_models(args) -> int:
@@ -39,7 +39,7 @@ def cmd_models(args) -> int:
 def cmd_reproduce(args) -> int:
     "Run the paper's experiments for a profile and render the figures, tables and README into `--out`."
     check_profile(args.profile)
-    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only is not None else None
     reproduce(args.profile, out=args.out, store=args.store, only=only, timeout=args.timeout)
     return 0
 
@@ -83,5 +83,10 @@ def main(argv:list[str]|None=None) -> int:
     if not getattr(args, "fn", None):
         parser().print_help(); return 0
     try: return args.fn(args)
+    except KeyboardInterrupt:
+        print("tpv: interrupted; run the same command again to resume (finished work is in the store).", file=sys.stderr); return 130
     except TpvError as e:
         print(f"tpv: {e}", file=sys.stderr); return 2
+    except OSError as e:  # a disk that filled up, a folder that vanished: name the path, no traceback
+        print(f"tpv: {e.filename + ': ' if e.filename else ''}{e.strerror or e}; free space or fix the path, then run the same command again to resume.",
+              file=sys.stderr); return 2

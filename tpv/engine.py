@@ -10,12 +10,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .io import tqdm
 from transformers import DynamicCache
 
 from .io import TpvError
 from .models import LM
-from .tasks import STYLES, Task, default_style, format_example, get_task
+from .tasks import STYLES, Task, check_frame, default_style, format_example, get_task
 
 # %% auto #0
 __all__ = ['SpecError', 'use_chat', 'ReadSpec', 'Encoded', 'fit_input', 'encode', 'length_grouped_batches', 'sorted_batches',
@@ -109,6 +109,7 @@ def encode(lm:LM, task:Task|str, df:pd.DataFrame, # examples with the task's fie
           ) -> Encoded:
     "Tokenise a split for `lm`: inputs, targets, and (classification) every label word."
     task, spec = get_task(task), ReadSpec.of(spec).resolve(lm)
+    check_frame(task, df)
     tok, eos = lm.tokenizer, lm.tokenizer.eos_token_id
     def tgt_ids(text):
         ids = _ids(tok, text if lm.kind == "seq2seq" else text.strip() if spec.chat else " " + text.strip(), False)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import pearsonr, spearmanr
-from tqdm.auto import tqdm
+from .io import tqdm
 from sklearn.metrics import f1_score
 
 from .io import TpvError
@@ -127,13 +127,18 @@ def _predict(lm:LM, prompt, task:Task, df:pd.DataFrame, method:str|None, read:Re
     preds = [parse_label(task, x) for x in texts] if task.kind == "classification" else texts
     return pd.DataFrame({"label": refs, "pred": preds, "text": texts})
 
+def _check_n(n):
+    "`n` examples to evaluate: None (all) or a whole number of at least 1."
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise TpvError(f"n is the number of examples to evaluate, at least 1 (or None for all), not {n!r}.")
+
 def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str,
              split:str="test", # "train", "validation" or "test"
              n:int|None=None, # evaluate on a stratified subsample of n examples
              method:str|None=None, spec:ReadSpec|dict|str|None=None, batch_size:int=32, max_new_tokens:int|None=None,
              seed:int=42, progress:bool=True) -> dict:
     "The task's metrics for `prompt` (or no prompt) on a split, with how they were obtained."
-    task = get_task(task)
+    task = get_task(task); _check_n(n)
     df = subsample(task, load_split(task, split), n, seed)
     t0 = time.time()
     read = reading_of(lm, prompt, spec)
@@ -155,6 +160,7 @@ def evaluate_many(lm:LM, prompts:Sequence[SoftPrompt], # K prompts of one length
     "`evaluate` (rank classification) of K prompts on the same inputs in one pass: one metrics dict per prompt."
     task = get_task(task)
     if not prompts: raise TpvError("evaluate_many needs at least one prompt.")
+    _check_n(n)
     _method(task, "rank")
     for p in prompts: check_fits(p, lm)
     reads = {reading_of(lm, p, spec) for p in prompts}

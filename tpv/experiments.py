@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_experiments.ipynb #d06c146d
 from __future__ import annotations
-import difflib, functools, hashlib, json, logging, os, platform, re, sys, tempfile, time
+import contextlib, difflib, errno, functools, hashlib, json, logging, os, platform, re, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 import tpv
-from .io import TpvError, atomic_dir, atomic_write, cache_dir
+from .io import TpvError, atomic_dir, atomic_write, cache_dir, file_lock
 from .engine import ReadSpec
 from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
@@ -26,9 +26,9 @@ from .vectors import save_figure
 from fastcore.basics import patch_to
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'Record', 'RunStore', 'Experiment', 'units',
-           'rerun', 'profile_parameters', 'ProfileError', 'check_profile', 'ParameterError', 'notebooks_dir',
-           'check_parameters', 'reproduce', 'write_readme']
+__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'StoreWarning', 'Record', 'read_manifest',
+           'RunStore', 'Experiment', 'units', 'rerun', 'profile_parameters', 'ProfileError', 'check_profile',
+           'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce', 'write_readme']
 
 # %% ../nbs/09_experiments.ipynb #4a443879
 def versions() -> dict:
@@ -65,8 +65,12 @@ def _hint(name:str, choices, n:int=1, cutoff:float=0.6) -> str:
 class StoreError(TpvError, ValueError):
     "A run-store record that cannot be read or written."
 
-# %% ../nbs/09_experiments.ipynb #78ec683c
+# %% ../nbs/09_experiments.ipynb #29303c4f
 _KEY_ORDER = ("model", "origin", "task", "method", "shots", "seed")
+_PROMPT_KINDS = ("origin", "prompt")  # records that always hold a prompt (newer manifests also list their files)
+
+class StoreWarning(UserWarning):
+    "A run-store record was damaged; it was set aside and is computed again."
 
 @dataclass
 class Record:
@@ -82,14 +86,27 @@ class Record:
     def prompt(self) -> SoftPrompt|None:
         return load_prompt(self.path/"prompt") if (self.path/"prompt").exists() else None
 
+def read_manifest(path:str|Path) -> dict:
+    "The manifest of the record folder `path`, or a `StoreError` that names the record and what is wrong with it."
+    path = Path(path); m = path/"manifest.json"
+    if not m.exists(): raise StoreError(f"{path} is not a run-store record (no manifest.json); `tpv.experiments.RunStore(...).records()` lists them.")
+    try: man = json.loads(m.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise StoreError(f"The record {path} is corrupt: its manifest.json is not JSON ({e}).") from None
+    missing = [k for k in ("kind", "key", "result") if not isinstance(man, dict) or k not in man]
+    if missing: raise StoreError(f"The record {path} is corrupt: its manifest.json lacks {', '.join(map(repr, missing))}.")
+    return man
+
 class RunStore:
-    "Results on disk under one root, keyed by what produced them; finished work is never redone."
-    def __init__(self, root:str|Path|None=None): # default: `$TPV_STORE`, else `<tpv cache>/store`
+    "Results on disk under one root, keyed by what produced them; finished work is never redone, and two processes never compute one record twice."
+    def __init__(self, root:str|Path|None=None, # default: `$TPV_STORE`, else `<tpv cache>/store`
+                 log=None): # called with a message when a damaged record is set aside (default: a `StoreWarning`)
         self.root = Path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False)).expanduser()
         try: self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise StoreError(f"The run store {self.root} cannot be created ({e.strerror}); pass a writable folder (--store or TPV_STORE).") from None
-        if not os.access(self.root, os.W_OK | os.X_OK): raise StoreError(f"The run store {self.root} is not writable; pass a writable folder (--store or TPV_STORE).")
-    def __repr__(self): return f"RunStore({str(self.root)!r})"
+        if not self.root.is_dir(): raise StoreError(f"The run store {self.root} is not a folder; pass a folder (--store or TPV_STORE).")
+        self.writable = os.access(self.root, os.W_OK | os.X_OK)  # a read-only store still serves the records it has
+        self.log = log or (lambda m: warnings.warn(m, StoreWarning, stacklevel=4))
+    def __repr__(self): return f"RunStore({str(self.root)!r}{'' if self.writable else ', read-only'})"
 
     def path(self, kind:str, key:dict) -> Path:
         "Where the record of `key` lives (whether or not it exists)."
@@ -97,43 +114,90 @@ class RunStore:
         name = "_".join(_slug(key[k]) for k in _KEY_ORDER if key.get(k) not in (None, ""))
         return self.root/_slug(kind)/f"{name}-{h}"
 
-    def get(self, kind:str, key:dict) -> Record|None:
-        "The stored record of `key`, or None."
-        p = self.path(kind, key); m = p/"manifest.json"
-        if not m.exists(): return None
-        try: man = json.loads(m.read_text())
-        except json.JSONDecodeError as e: raise StoreError(f"{m} is corrupt ({e.msg}); delete {p} and run again.") from None
-        return Record(p, man, cached=True)
+# %% ../nbs/09_experiments.ipynb #edf38934
+@patch_to(RunStore)
+def get(self, kind:str, key:dict) -> Record|None:
+    "The stored record of `key`, or None. A damaged record is set aside (under `.corrupt/`) and reported, so that it is computed again."
+    p = self.path(kind, key)
+    if not (p/"manifest.json").exists(): return None
+    try:
+        man = read_manifest(p)
+        rec = Record(p, man, cached=True)
+        if "prompt" in man.get("files", ()) or kind in _PROMPT_KINDS:
+            rec.__dict__["prompt"] = load_prompt(p/"prompt")  # read now: a broken prompt is found here, not mid-experiment
+        return rec
+    except (StoreError, TpvError) as e: self._set_aside(p, str(e))
 
-    def put(self, kind:str, key:dict, result:dict, prompt:SoftPrompt|None=None, config:dict|None=None,
-            data:dict|None=None, seconds:float|None=None) -> Record:
-        "Write a record atomically (replacing one with the same key)."
-        man = {"kind": kind, "key": _jsonable(key), "result": _jsonable(result), "config": _jsonable(config or {}),
-               "data": data or {}, "versions": versions(), "seconds": seconds,
-               "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "device": str(_device_name()),
-               "precision": PRECISION_USED.get(key.get("model"))}
-        p = self.path(kind, key)
+@patch_to(RunStore)
+def _set_aside(self, p:Path, why:str):
+    "Move the damaged record `p` to `<root>/.corrupt/` and say so; in a read-only store, say how to fix it."
+    if not self.writable: raise StoreError(f"{why} The store is read-only, so it cannot be set aside: delete {p}, or use a writable store.")
+    dest = self.root/".corrupt"/p.parent.name/f"{p.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try: os.rename(p, dest)
+    except FileNotFoundError: return  # another process set it aside first
+    self.log(f"run store: {why} Moved it to {dest}; it is computed again.")
+
+@patch_to(RunStore)
+def put(self, kind:str, key:dict, result:dict, prompt:SoftPrompt|None=None, config:dict|None=None,
+        data:dict|None=None, seconds:float|None=None) -> Record:
+    "Write a record atomically (replacing one with the same key; two writers at once leave one complete record)."
+    man = {"kind": kind, "key": _jsonable(key), "result": _jsonable(result), "config": _jsonable(config or {}),
+           "data": data or {}, "versions": versions(), "seconds": seconds, "files": ["prompt"] if prompt is not None else [],
+           "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "device": str(_device_name()),
+           "precision": PRECISION_USED.get(key.get("model"))}
+    p = self.path(kind, key)
+    try:
         with atomic_dir(p) as d:
             if prompt is not None: save_prompt(prompt, d/"prompt")
             (d/"manifest.json").write_text(json.dumps(man, indent=1))
-        return Record(p, man)
+    except OSError as e:
+        raise StoreError(f"Cannot write the record {p} ({e.strerror or e}); pass a writable store with free space (--store or TPV_STORE).") from None
+    return Record(p, man)
 
-    def cached(self, kind:str, key:dict, fn, # () → result dict, or (result dict, SoftPrompt)
-               config:dict|None=None, data:dict|None=None) -> Record:
-        "The stored record of `key`; computed by `fn` and stored first if there is none."
-        if (r := self.get(kind, key)) is not None: return r
+# %% ../nbs/09_experiments.ipynb #bcc33365
+@patch_to(RunStore)
+def many(self, kind:str, keys:list, fn, # (indices of the missing keys) → [(result, prompt or None, seconds, config)]
+         say=None): # called once if another process is computing some of these records and we wait for it
+    "The records of `keys`; the missing ones computed together by `fn` and stored. Locked per record: a second process waits, then reuses."
+    recs = [self.get(kind, k) for k in keys]
+    todo = [i for i, r in enumerate(recs) if r is None]
+    if not todo: return recs
+    if not self.writable:
+        raise StoreError(f"The run store {self.root} is read-only and lacks {len(todo)} {kind} record(s) (the first: {self.path(kind, keys[todo[0]]).name}); "
+                         "pass a writable store (--store or TPV_STORE) to compute them.")
+    told = []
+    def waiting():
+        if not told: told.append(1); (say or print)(f"waiting for another process that is computing {kind} records in {self.root} ...")
+    with contextlib.ExitStack() as locks:
+        for p in sorted({self.path(kind, keys[i]) for i in todo}):  # one order for every process: no deadlock
+            locks.enter_context(file_lock(self.root/".locks"/p.parent.name/f"{p.name}.lock", waiting))
+        for i in todo: recs[i] = self.get(kind, keys[i])  # done meanwhile by the process we waited for
+        todo = [i for i in todo if recs[i] is None]
+        if todo:
+            for i, (res, prompt, secs, cfg) in zip(todo, fn(todo)): recs[i] = self.put(kind, keys[i], res, prompt, cfg, seconds=secs)
+    return recs
+
+@patch_to(RunStore)
+def cached(self, kind:str, key:dict, fn, # () → result dict, or (result dict, SoftPrompt)
+           config:dict|None=None, say=None) -> Record:
+    "The stored record of `key`; computed by `fn` and stored first if there is none (see `many`)."
+    def run(todo):
         t0 = time.time(); out = fn()
         res, prompt = out if isinstance(out, tuple) else (out, None)
-        return self.put(kind, key, res, prompt, config, data, round(time.time() - t0, 2))
+        return [(res, prompt, round(time.time() - t0, 2), config)]
+    return self.many(kind, [key], run, say)[0]
 
-    def records(self, kind:str|None=None) -> pd.DataFrame:
-        "One row per stored record (optionally of one kind): its key, result and timing."
-        rows = []
-        for m in sorted(self.root.glob(f"{_slug(kind) if kind else '*'}/*/manifest.json")):
-            man = json.loads(m.read_text())
-            rows.append({"kind": man["kind"], **man["key"], **{f"result.{k}": v for k, v in man["result"].items() if not isinstance(v, (dict, list))},
-                         "seconds": man.get("seconds"), "path": str(m.parent)})
-        return pd.DataFrame(rows)
+@patch_to(RunStore)
+def records(self, kind:str|None=None) -> pd.DataFrame:
+    "One row per stored record (optionally of one kind): its key, result and timing."
+    rows = []
+    for m in sorted(self.root.glob(f"{_slug(kind) if kind else '[!.]*'}/*/manifest.json")):
+        try: man = read_manifest(m.parent)
+        except StoreError as e: self.log(f"run store: {e} (left out of the listing)"); continue
+        rows.append({"kind": man["kind"], **man["key"], **{f"result.{k}": v for k, v in man["result"].items() if not isinstance(v, (dict, list))},
+                     "seconds": man.get("seconds"), "path": str(m.parent)})
+    return pd.DataFrame(rows)
 
 def _device_name():
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
@@ -151,7 +215,7 @@ class Experiment:
                  max_length:int=256): # input tokens kept (the template is never cut)
         self.name, self.profile, self.model, self.n_tokens, self.style = name, profile, model, n_tokens, style
         self.n_val, self.n_test, self.origin_seed, self.seed = n_val, n_test, origin_seed, seed
-        self.store = RunStore(store or tempfile.mkdtemp(prefix="tpv-store-"))
+        self.store = RunStore(store or tempfile.mkdtemp(prefix="tpv-store-"), log=lambda m: self.say(m))
         self.out = Path(out_dir or tempfile.mkdtemp(prefix="tpv-figures-")); self.out.mkdir(parents=True, exist_ok=True)
         self.config = TuneConfig(lr=lr, warmup_steps=warmup_steps, batch_size=batch_size, max_steps=steps,
                                  eval_every=eval_every or steps, n_validation=n_val, reading=ReadSpec(style=style, max_length=max_length),
@@ -180,16 +244,12 @@ class Experiment:
 @patch_to(Experiment)
 def cached(self, kind:str, key:dict, fn, **kw) -> Record:
     "`RunStore.cached`, remembering which records (and how much compute) this experiment's results rest on."
-    return self._use(self.store.cached(kind, key, fn, **kw))
+    return self._use(self.store.cached(kind, key, fn, say=self.say, **kw))
 
 @patch_to(Experiment)
 def cached_many(self, kind:str, keys:list, fn) -> list[Record]:
     "The records of `keys`; the missing ones computed together by `fn(indices)` → [(result, prompt or None, seconds, config)], stored first."
-    recs = [self.store.get(kind, k) for k in keys]
-    todo = [i for i, r in enumerate(recs) if r is None]
-    if todo:
-        for i, (res, prompt, secs, cfg) in zip(todo, fn(todo)): recs[i] = self.store.put(kind, keys[i], res, prompt, cfg, seconds=secs)
-    return [self._use(r) for r in recs]
+    return [self._use(r) for r in self.store.many(kind, keys, fn, self.say)]
 
 @patch_to(Experiment)
 def _use(self, r:Record) -> Record:
@@ -354,9 +414,8 @@ def _find_origin(root:Path, h:str) -> SoftPrompt:
 
 def rerun(path:str|Path) -> dict:
     "Recompute the stored result at `path` (a record folder) and report whether it matches."
-    path = Path(path); m = path/"manifest.json"
-    if not m.exists(): raise StoreError(f"{path} is not a run-store record (no manifest.json); `tpv.experiments.RunStore(...).records()` lists them.")
-    man = json.loads(m.read_text()); kind, key, root = man["kind"], man["key"], path.parents[1]
+    path = Path(path)
+    man = read_manifest(path); kind, key, root = man["kind"], man["key"], path.parents[1]
     rec = Record(path, man); t0 = time.time()
     d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
     data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
@@ -441,12 +500,13 @@ class ParameterError(TpvError, ValueError):
     "A parameter an experiment notebook does not have."
 
 def notebooks_dir() -> Path:
-    "The folder of the experiment notebooks (`nbs/experiments` of the source tree)."
-    p = Path(os.environ.get("TPV_EXPERIMENTS") or Path(tpv.__file__).resolve().parents[1]/"nbs"/"experiments")
-    if not (p/"similarity.ipynb").exists():
-        raise TpvError(f"The experiment notebooks are not in {p}. They live in the source tree: clone the repository and "
-                       "install it with `pip install -e .`, or set TPV_EXPERIMENTS to their folder.")
-    return p
+    "The folder of the experiment notebooks: `$TPV_EXPERIMENTS`, else `nbs/experiments` of a source checkout, else the copy installed with the package."
+    pkg = Path(tpv.__file__).resolve().parent
+    env = os.environ.get("TPV_EXPERIMENTS")
+    for p in ([Path(env)] if env else [pkg.parent/"nbs"/"experiments", pkg/"experiment_notebooks"]):
+        if (p/"similarity.ipynb").exists(): return p
+    raise TpvError(f"The experiment notebooks are not in {env or pkg/'experiment_notebooks'}; reinstall tpv (the wheel ships them), "
+                   "or set TPV_EXPERIMENTS to their folder.")
 
 def check_parameters(notebook:str|Path, params:dict) -> dict:
     "Refuse parameter names the notebook's `parameters` cell does not define (papermill would only warn)."
@@ -463,7 +523,7 @@ def check_parameters(notebook:str|Path, params:dict) -> dict:
         raise ParameterError(f"{Path(notebook).name} has no parameter {hints}. Its parameters: {', '.join(known)}.")
     return params
 
-# %% ../nbs/09_experiments.ipynb #97ae844c
+# %% ../nbs/09_experiments.ipynb #d77d6236
 class _ProgressLines(logging.Filter):
     "Pass the notebooks' own progress lines (`[experiment mm:ss] ...`) from papermill's cell-output log."
     def filter(self, r): return r.levelno >= logging.ERROR or bool(re.match(r"\[\w+ \d\d:\d\d\]", r.getMessage()))
@@ -474,6 +534,73 @@ def _show_progress_lines():
         h = logging.StreamHandler(sys.stdout); h.setFormatter(logging.Formatter("    %(message)s")); h.addFilter(_ProgressLines())
         lg.addHandler(h); lg.setLevel(logging.INFO)
 
+def _check_run(only, timeout) -> list:
+    "The experiments to run, and a usable timeout, or a `TpvError` naming the bad option."
+    if only is not None and not [n for n in only if str(n).strip()]:
+        raise TpvError(f"--only names no experiment; give a comma-separated subset of: {', '.join(EXPERIMENTS)}.")
+    for n in only or ():
+        if n not in EXPERIMENTS:
+            raise TpvError(f"Unknown experiment {n!r}" + (f"; {h}" if (h := _hint(n, EXPERIMENTS)) else "")
+                           + f". Experiments: {', '.join(EXPERIMENTS)}.")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
+        raise TpvError(f"--timeout is the seconds a cell may run, at least 1 (leave it out for none), not {timeout!r}.")
+    return list(only or EXPERIMENTS)
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
+def _prepare_out(out:Path) -> Path:
+    "Create `<out>/notebooks`, check that it can be written, and remove what killed runs left there."
+    if out.exists() and not out.is_dir(): raise TpvError(f"--out {out} is a file; give a folder for the figures, tables and README.")
+    nbd = out/"notebooks"
+    try:
+        nbd.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=nbd): pass
+    except OSError as e: raise TpvError(f"Cannot write to --out {out} ({e.strerror}); give a writable folder.") from None
+    for d in nbd.glob(".running-*"):  # `.running-<pid>-...` of a run that no longer lives (killed, or out of power)
+        pid = d.name.split("-")[1]
+        if not (pid.isdigit() and _alive(int(pid))): shutil.rmtree(d, ignore_errors=True)
+    return nbd
+
+# %% ../nbs/09_experiments.ipynb #c3859a4c
+def _kernel_manager(log:Path):
+    "A kernel manager whose kernels write their own stderr (start-up warnings, shutdown noise after Ctrl-C) to `log`, not to tpv's."
+    from jupyter_client.manager import AsyncKernelManager
+    class _LoggedKernel(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log, "ab") as f: return await super()._async_launch_kernel(kernel_cmd, **{"stderr": f, **kw})
+    return _LoggedKernel
+
+def _run_notebook(name:str, profile:str, nbs:Path, nbd:Path, params:dict, timeout:int|None):
+    "Execute one experiment notebook into `nbd`; every way it can fail becomes one `TpvError` that says what to do."
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    dest, failed = nbd/f"{name}_{profile}.ipynb", nbd/f"{name}_{profile}.failed.ipynb"
+    resume = "finished work is in the store, so running the same command again resumes"
+    with tempfile.TemporaryDirectory(dir=nbd, prefix=f".running-{os.getpid()}-") as tmpd:
+        part = Path(tmpd)/dest.name  # the executed notebook appears under its name only when it finished
+        try:
+            pm.execute_notebook(str(nbs/f"{name}.ipynb"), str(part), parameters=params, kernel_name="python3", language="python",
+                                cwd=str(nbs), log_output=True, progress_bar=False, execution_timeout=timeout,
+                                kernel_manager_class=_kernel_manager(Path(tmpd).resolve()/"kernel.log"))  # papermill changes into cwd
+        except pm.PapermillExecutionError as e:
+            if e.ename == "KeyboardInterrupt": raise KeyboardInterrupt from None  # Ctrl-C reached the kernel first
+            os.replace(part, failed)
+            raise TpvError(f"The {name} notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}. The executed notebook is "
+                           f"{failed}; {resume}.") from None
+        except DeadKernelError:
+            raise TpvError(f"The kernel running the {name} notebook died; the usual cause is the system killing it when memory runs out "
+                           f"(see `dmesg`). Free memory or lower n_test / batch_size; {resume}.") from None
+        except CellTimeoutError:
+            raise TpvError(f"A cell of the {name} notebook ran past --timeout {timeout} s; raise the timeout or leave it out; {resume}.") from None
+        except OSError as e:
+            fix = "free space on that disk" if e.errno == errno.ENOSPC else "check that it can be written"
+            raise TpvError(f"Writing {e.filename or nbd} failed ({e.strerror}); {fix}, or choose another --out; {resume}.") from None
+        os.replace(part, dest)
+    if failed.exists(): failed.unlink()  # an earlier failure of this notebook, now superseded
+
 def reproduce(profile:str="cpu", # smoke, cpu or paper
               out:str|Path="paper_figures", # figures, tables, executed notebooks and README.md
               store:str|Path|None=None, # the run store (default: `$TPV_STORE`, else the tpv cache)
@@ -482,33 +609,18 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
               timeout:int|None=None, # per-cell timeout in seconds (default: none)
              ) -> dict:
     "Run the experiment notebooks of `profile` through papermill and write `<out>/README.md`."
-    import papermill as pm
     params = profile_parameters(profile); out = Path(out); nbs = notebooks_dir()
-    names = list(only or EXPERIMENTS)
-    for n in names:
-        if n not in EXPERIMENTS:
-            raise TpvError(f"Unknown experiment {n!r}" + (f"; {h}" if (h := _hint(n, EXPERIMENTS)) else "")
-                           + f". Experiments: {', '.join(EXPERIMENTS)}.")
+    names = _check_run(only, timeout)
     st = RunStore(store)
     runs = {n: check_parameters(nbs/f"{n}.ipynb", {**params[n], **(overrides or {}), "store": str(st.root), "out_dir": str(out.resolve())}) for n in names}
-    (out/"notebooks").mkdir(parents=True, exist_ok=True)
+    nbd = _prepare_out(out)
     say = lambda m: print(f"[tpv reproduce] {m}", flush=True)
     _show_progress_lines()
     say(f"profile {profile!r}: {', '.join(names)} on {params[names[0]]['model']}; store {st.root}; output {out}/")
     t0, timing = time.time(), {}
     for i, n in enumerate(names, 1):
         say(f"({i}/{len(names)}) {n} ...")
-        t = time.time(); dest = out/"notebooks"/f"{n}_{profile}.ipynb"
-        with tempfile.TemporaryDirectory(dir=out/"notebooks", prefix=".running-") as tmpd:
-            part = Path(tmpd)/dest.name  # the executed notebook appears under its name only when it finished
-            try:
-                pm.execute_notebook(str(nbs/f"{n}.ipynb"), str(part), parameters=runs[n], kernel_name="python3", language="python",
-                                    cwd=str(nbs), log_output=True, progress_bar=False, execution_timeout=timeout)
-            except pm.PapermillExecutionError as e:
-                failed = out/"notebooks"/f"{n}_{profile}.failed.ipynb"; os.replace(part, failed)
-                raise TpvError(f"The {n} notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}. The executed notebook is "
-                               f"{failed}; finished work is in the store, so running again resumes.") from None
-            os.replace(part, dest)
+        t = time.time(); _run_notebook(n, profile, nbs, nbd, runs[n], timeout)
         timing[n] = round(time.time() - t, 1); say(f"({i}/{len(names)}) {n} done in {timing[n]:.0f} s")
     readme = write_readme(out, profile, params[names[0]]["model"], timing, round(time.time() - t0, 1))
     say(f"all done in {time.time() - t0:.0f} s; see {readme}")
@@ -522,6 +634,14 @@ _LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshol
            "inconclusive otherwise, and untestable here when the prompts the claim rests on did not clearly learn their task (their interval over the "
            "untuned origin or over chance includes zero). \"Smallest detectable\" is the true difference a test at this level finds with 80% power (2.8 standard errors). "
            "Scores are macro-F1 ×100 unless a claim says otherwise.")
+
+def _budget_note(untestable:list, tune:dict) -> str:
+    "Which budget could test the claims that rest on tasks whose prompts did not learn here."
+    p = _COMMON["paper"]
+    return (f"Claims that rest on {', '.join(f'`{t}`' for t in untestable)} read \"untestable here\": with this profile's budget "
+            f"({tune.get('max_steps')} steps of batch {tune.get('batch_size')} on this model) those prompts did not learn their task. "
+            f"The budget that could test them is the `paper` profile's ({p['model']}, {p['steps']:,} steps of batch {p['batch_size']}, "
+            "the settings under which the paper's prompts learned its tasks); it needs the model hub and a GPU.")
 
 def _settings(sums:list, profile:str) -> list:
     "The README's settings section: the budget, the loss, the selection rule, the regime."
@@ -538,6 +658,8 @@ def _settings(sums:list, profile:str) -> list:
     gates = {t: g for s in sums for t, g in s.get("gates", {}).items()}
     if gates: L += ["Sanity gate (test macro-F1 of the tuned prompts above their untuned origins and above chance, 95% intervals): "
                     + "; ".join(f"`{t}` {'learned' if g['learned'] else '**did not learn**'} ({g['tuned']} vs {g['untuned origin']}, chance {g['chance']})" for t, g in gates.items()) + ".", ""]
+    untestable = [t for t, g in gates.items() if not g["learned"]]
+    if untestable and profile != "paper": L += [_budget_note(untestable, tune), ""]
     if reg: L += [f"|τ|/|θ₀| of the tuned source prompts: mean {reg[0]['norm_ratio_mean']:.2f} (range {reg[0]['norm_ratio_min']:.2f}–{reg[0]['norm_ratio_max']:.2f}, {reg[0]['n']} prompts).", ""]
     used = sorted({t for s in sums for t in s.get("tasks", [])} & set(PROXIES))
     if used and profile != "paper": L += ["Offline stand-ins for the paper's tasks: " + "; ".join(f"`{t}` ≈ {PROXIES[t]}" for t in used) + ".", ""]

@@ -205,6 +205,11 @@ class FewShotResult:
     history: list = field(default_factory=list)
 
 
+def _check_shots(shots):
+    "A number of shots: a whole number of 0 or more."
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)): raise InitError(f"shots is a whole number of examples, not {shots!r}.")
+    if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
+
 def few_shot_run(lm:LM, target:str, # the target task
                  init:str|SoftPrompt|PromptModule, # an init name (needs `sources`), or the start itself
                  shots:int, # training examples; 0 evaluates the init
@@ -215,7 +220,7 @@ def few_shot_run(lm:LM, target:str, # the target task
                  progress:bool=True) -> FewShotResult:
     "Prompt-tune `init` on `shots` examples of `target` and score it on the test split."
     target = get_task(target).name
-    if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
+    _check_shots(shots)
     if isinstance(init, str):
         if sources is None: raise InitError(f"Init {init!r} is a name; pass the `sources` it is built from.")
         start = init_prompt(init, sources)
@@ -248,7 +253,7 @@ def few_shot_cell(lm:LM, target:str, # the target task
                   progress:bool=True) -> dict:
     "Every start of one (target, shots) cell: soft prompts tuned in one `tune_many` loop and scored in one K-prompt pass."
     target = get_task(target).name
-    if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
+    _check_shots(shots)
     cfg = (config or few_shot_config(shots)).validate()
     soft = {k: s for k, s in starts.items() if isinstance(s, SoftPrompt)}
     out = {k: few_shot_run(lm, target, s, shots, cfg, n_test=n_test, seed=seed, progress=progress)

@@ -4,14 +4,17 @@
 
 # %% ../nbs/00_io.ipynb #9cbc7bd6
 from __future__ import annotations
-import hashlib, os, shutil, socket, subprocess, sys, tempfile
+import errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading, warnings
 from urllib.parse import urlparse
 from contextlib import contextmanager
 from pathlib import Path
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # a kernel without ipywidgets: tqdm.auto falls back to text bars
+from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it from here, after that filter
+
 # %% auto #0
-__all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'sha256_file', 'RegistryError',
-           'pip_download', 'hub_reachable']
+__all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'OverwriteError', 'check_target',
+           'file_lock', 'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
 
 # %% ../nbs/00_io.ipynb #4db580f2
 class TpvError(Exception):
@@ -38,6 +41,9 @@ def cache_dir(*parts:str, # sub-folders under the cache root
 
 # %% ../nbs/00_io.ipynb #6f1d391c
 def _umask() -> int:
+    "The process umask, read without changing it (Linux), else by setting and restoring it."
+    try: return int(re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.M).group(1), 8)
+    except (OSError, AttributeError): pass
     m = os.umask(0); os.umask(m); return m
 
 @contextmanager
@@ -64,22 +70,85 @@ def atomic_write(path:str|Path, # the file to write
     return Path(path)
 
 # %% ../nbs/00_io.ipynb #00d5642c
+def _follow_umask(d:Path):
+    "Give folder `d` and everything in it the permissions the umask asks for (temp files and some writers make 0600/0700)."
+    m = _umask()
+    for p in [d, *d.rglob("*")]:
+        if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~m)
+
+def _publish(tmp:Path, path:Path, keep:bool):
+    "Rename folder `tmp` to `path`. If `path` exists: leave it (`keep`), or move it aside and retry (another writer may race us)."
+    for _ in range(100):
+        try: return os.rename(tmp, path)  # atomic; fails if `path` is a non-empty folder
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST): raise
+        if keep: return  # another writer published first: theirs stays, ours is discarded
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        try: os.rename(path, old/"x")
+        except FileNotFoundError: pass  # another writer moved it first; try again
+        finally: shutil.rmtree(old, ignore_errors=True)
+    raise OSError(errno.EBUSY, f"could not publish {path}: other writers kept replacing it")
+
 @contextmanager
 def atomic_dir(path:str|Path, # the folder to create or replace
+               keep:bool=False, # if `path` exists when we finish, keep it and discard ours (an idempotent publish)
               ):
-    "Yield a temporary folder beside `path`; on success it replaces `path`, on error it is deleted."
+    "Yield a temporary folder beside `path`; on success it replaces `path` (or, with `keep`, yields to one already there); on error it is deleted."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old/"x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else: os.replace(tmp, path)
+        _follow_umask(tmp)  # a store shared in a group must stay readable to the group
+        _publish(tmp, path, keep)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00_io.ipynb #73831a14
+class OverwriteError(TpvError, FileExistsError):
+    "A save would replace something tpv did not write."
+
+def check_target(path:str|Path, # the folder a save would create or replace
+                 own:set, # the file names the artefact itself consists of
+                 is_same, # (folder) → bool: does it hold an artefact of this kind?
+                 what:str, # "a prompt", "a task prompt vector", ...
+                 overwrite:bool=False, # replace whatever is there
+                ) -> Path:
+    "Raise `OverwriteError` unless saving `what` to `path` replaces nothing but an earlier artefact of the same kind."
+    path = Path(path)
+    if overwrite or not os.path.lexists(path): return path
+    if not path.is_dir():
+        raise OverwriteError(f"{path} is a file; saving {what} there would delete it. Save to a new folder, or pass overwrite=True to replace it.")
+    names = {p.name for p in path.iterdir()}
+    if not names or (names <= set(own) and is_same(path)): return path
+    other = sorted(names - set(own)) or sorted(names)
+    raise OverwriteError(f"{path} holds files that are not {what} ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
+                         "saving there would delete them. Save to a new folder, or pass overwrite=True to replace it.")
+
+# %% ../nbs/00_io.ipynb #c6e27e3e
+_HELD = {}  # (lock path, thread) → [open file, depth], for re-entry within one thread
+
+@contextmanager
+def file_lock(path:str|Path, # the lock file (created if missing)
+              waiting=None, # called once (with no argument) if the lock is held by another process
+             ):
+    "Hold an exclusive `flock` on `path` for the block; wait for another process that holds it."
+    path = Path(path); me = (path, threading.get_ident())
+    if (h := _HELD.get(me)) is not None:
+        h[1] += 1
+        try: yield
+        finally: h[1] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a")
+    try:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting: waiting()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        _HELD[me] = [f, 1]
+        try: yield
+        finally: del _HELD[me]
+    finally: f.close()
 
 # %% ../nbs/00_io.ipynb #a266a369
 def sha256_file(path:str|Path, # file to hash

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a notebook without ipywidgets
+from .io import tqdm  # first: it quiets tqdm.auto's warning in a kernel without ipywidgets
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer,
                           LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config,
                           T5ForConditionalGeneration)
@@ -249,6 +249,9 @@ HUB_ALIASES = {"t5-base": "google-t5/t5-base",
 def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32) -> LM:
     local = Path(name).expanduser().is_dir()
     src = str(Path(name).expanduser()) if local else name
+    if local and not (Path(src)/"config.json").exists():
+        raise ModelNotFoundError(f"The folder {src} holds no model (no config.json); give a folder with a saved transformers model "
+                                 "(`save_pretrained`), a hub id, or a known name.")
     def load(**kw):
         cfg = AutoConfig.from_pretrained(src, **kw)
         cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
@@ -276,6 +279,9 @@ def load_lm(name:str=DEFAULT_MODEL, # a short name from `known_models()`, a hub 
             dtype:torch.dtype=torch.float32, # weight dtype
            ) -> LM:
     "Load a frozen LM and its tokenizer; `LM.kind` says whether it is causal or seq2seq."
+    if not isinstance(name, (str, Path)) or not str(name).strip():
+        raise ModelNotFoundError(f"No model named ({name!r}); give one of {', '.join(known_models())}, a hub id (org/name) or a local directory.")
+    name = str(name)
     if name in ("tiny-llama", "tiny-t5"):
         return tiny_lm("causal" if name == "tiny-llama" else "seq2seq", device=device, bf16=bool(bf16))
     if name == DEFAULT_MODEL: return _load_smollm2(device, bf16, dtype)

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir
+from .io import TpvError, atomic_dir, check_target
 from .models import LM
 
 # %% auto #0
@@ -86,6 +86,9 @@ def make_origins(lm:LM, # the frozen model whose embeddings are sampled
                  n_vocab:int=5000, # sample from the first `n_vocab` ids (the paper: 5,000)
                 ) -> list[SoftPrompt]:
     "The paper's origins: rows of the input-embedding matrix at seeded random vocabulary ids."
+    for name, v in (("n", n), ("n_tokens", n_tokens)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise PromptError(f"make_origins needs {name} to be a whole number of at least 1, not {v!r}.")
     E = lm.embeddings.weight.detach()
     n_vocab = min(n_vocab, E.shape[0])
     out = []
@@ -114,6 +117,11 @@ def text_prompt(lm:LM, text:str, n_tokens:int=50) -> SoftPrompt:
 # %% ../nbs/02_prompts.ipynb #054aad6c
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_LEGACY = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
 
+def _is_prompt_dir(path:Path) -> bool:
+    "Does `path` hold a prompt-tuning adapter's config?"
+    try: return json.loads((path/ADAPTER_CONFIG).read_text()).get("peft_type") == "PROMPT_TUNING"
+    except (OSError, ValueError, AttributeError): return False
+
 def _model_cfg(lm:LM|None) -> dict:
     if lm is None: return {}
     c = lm.model.config
@@ -121,12 +129,14 @@ def _model_cfg(lm:LM|None) -> dict:
                 num_attention_heads=getattr(c, "num_attention_heads", getattr(c, "num_heads", None)))
 
 def save_prompt(prompt:SoftPrompt, # the prompt to save
-                path:str|Path, # the adapter directory (created or replaced)
+                path:str|Path, # the adapter directory (created, or replacing an earlier prompt)
                 lm:LM|None=None, # the model, to record its layer and head counts as PEFT does
                 submodules:int=1, # 2 for PEFT's T5 encoder/decoder split
+                overwrite:bool=False, # replace `path` even if it holds something else
                ) -> Path:
     "Save `prompt` as a PEFT prompt-tuning adapter directory."
     from peft import PromptTuningConfig, TaskType
+    check_target(path, {ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_LEGACY, "README.md"}, _is_prompt_dir, "a prompt-tuning adapter", overwrite)
     if prompt.rows % submodules: raise PromptError(f"{prompt.rows} rows cannot be split over {submodules} submodules.")
     cfg = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM if prompt.kind == "seq2seq" else TaskType.CAUSAL_LM,
                              num_virtual_tokens=prompt.rows // submodules, token_dim=prompt.width,

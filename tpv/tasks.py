@@ -16,7 +16,8 @@ from .io import TpvError, atomic_path, cache_dir, hub_reachable, pip_download
 # %% auto #0
 __all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'HubSource', 'Task', 'default_style', 'stsb_target', 'target_text',
            'format_example', 'UnknownTaskError', 'list_tasks', 'get_task', 'apply_split_rule', 'TaskDataError',
-           'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot', 'frame_fingerprint']
+           'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot', 'frame_fingerprint', 'FrameError',
+           'check_frame']
 
 # %% ../nbs/01_tasks.ipynb #82ca8636
 def stratified_sample(labels, # one label (or stratum) per example
@@ -372,6 +373,8 @@ def few_shot(task:str|Task, # a task or its name
              seed:int=42, # the paper's data seed
              source:str|None=None) -> pd.DataFrame:
     "n stratified training examples of `task`: the same for every origin and method."
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise TpvError(f"The number of shots is a whole number of 0 or more, not {n!r}.")
     tr = load_split(task, "train", source)
     if n > len(tr): raise TpvError(f"Task {get_task(task).name!r} has {len(tr)} training examples; cannot draw {n} shots.")
     return subsample(task, tr, n, seed)
@@ -379,3 +382,44 @@ def few_shot(task:str|Task, # a task or its name
 def frame_fingerprint(df:pd.DataFrame) -> str:
     "A short hash of a frame's content (its rows, not its index): which examples a run saw."
     return hashlib.sha256(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes()).hexdigest()[:12]
+
+# %% ../nbs/01_tasks.ipynb #1a793bb5
+class FrameError(TpvError, ValueError):
+    "A data frame that does not hold a task's examples."
+
+def _bad_text(x) -> bool:
+    if not isinstance(x, str): return True
+    try: x.encode("utf-8"); return False
+    except UnicodeEncodeError: return True
+
+def _shown(v) -> str:
+    "`repr` of a cell value, numpy scalars as plain Python (`-1`, not `np.int64(-1)`)."
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+def _check_labels(task:Task, lab:pd.Series, what:str):
+    "Classification labels: whole numbers in range; regression: finite numbers."
+    if task.kind == "generation": return
+    num = pd.to_numeric(lab, errors="coerce")
+    if task.kind == "regression": bad = ~np.isfinite(num.to_numpy(float, na_value=np.nan))
+    else: bad = num.isna() | (num != num.round()) | (num < 0) | (num >= task.n_classes)
+    if bad.any():
+        i = int(np.flatnonzero(np.asarray(bad))[0])
+        need = "a finite number" if task.kind == "regression" else f"the index of a label word, a whole number 0 … {task.n_classes - 1} ({', '.join(f'{j}={w}' for j, w in enumerate(task.labels))})"
+        raise FrameError(f"The {what} for task {task.name!r} has label {_shown(lab.iloc[i])} in row {i}; each label must be {need}.")
+
+def check_frame(task:str|Task, df, # a task and the examples given for it
+                what:str="data", # how the error names the frame ("training data", ...)
+               ) -> pd.DataFrame:
+    "Return `df` if it holds examples of `task` (its text columns and a valid `label`), else raise `FrameError`."
+    task = get_task(task)
+    if not isinstance(df, pd.DataFrame): raise FrameError(f"The {what} for task {task.name!r} must be a pandas DataFrame, not {type(df).__name__}.")
+    missing = [c for c in (*task.fields, "label") if c not in df.columns]
+    if missing: raise FrameError(f"The {what} for task {task.name!r} lacks column(s) {', '.join(map(repr, missing))}; it needs {', '.join(map(repr, (*task.fields, 'label')))}.")
+    for f in task.fields:
+        bad = df[f].map(_bad_text).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FrameError(f"The {what} for task {task.name!r} has {_shown(df[f].iloc[i])} in column {f!r}, row {i}; texts must be strings "
+                             "(no None, NaN or bytes; decode bytes to str, and no lone surrogates).")
+    _check_labels(task, df["label"], what)
+    return df

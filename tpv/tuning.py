@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .io import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from sklearn.metrics import f1_score
@@ -21,7 +21,7 @@ from .engine import Encoded, PromptModule, ReadSpec, choice_logprobs, collate, e
 from .io import TpvError, atomic_path
 from .models import LM
 from .prompts import SoftPrompt, check_fits
-from .tasks import Task, frame_fingerprint, get_task, load_split, subsample
+from .tasks import Task, check_frame, frame_fingerprint, get_task, load_split, subsample
 
 # %% auto #0
 __all__ = ['LOSSES', 'SELECTIONS', 'ConfigError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune', 'tune_many']
@@ -181,8 +181,11 @@ def _setup(lm:LM, task, train, validation, cfg:TuneConfig, enc=None) -> Run:
     tasks = [get_task(t) for t in (task if isinstance(task, (list, tuple)) else [task])]
     trains, vals = _per_task(tasks, train, "train"), _per_task(tasks, validation, "validation")
     if len(trains) != len(tasks) or len(vals) != len(tasks): raise TpvError("Give one train and one validation set per task.")
-    for t, tr in zip(tasks, trains):
+    for t, tr, va in zip(tasks, trains, vals):
+        check_frame(t, tr, "training data"); check_frame(t, va, "validation data")
         if len(tr) == 0: raise TpvError(f"Task {t.name!r} has no training examples.")
+        if len(va) == 0: raise TpvError(f"Task {t.name!r} has no validation examples; tuning keeps its best state by validation, "
+                                        "so give it a validation frame (or leave `validation` unset for the task's own split).")
     vals = [subsample(t, v, cfg.n_validation, cfg.seed) for t, v in zip(tasks, vals)]
     tr_enc = [enc(t, d) for t, d in zip(tasks, trains)]
     va_enc = {t.name: enc(t, d) for t, d in zip(tasks, vals)}
@@ -333,7 +336,11 @@ def _save(path:Path, ident:dict, step:int, runs:list):
 def _resume(path:Path, ident:dict, runs:list) -> int:
     "Restore every run from the checkpoint at `path`; return the step to continue from."
     try: ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e: raise TpvError(f"The checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it to start over.") from e
+    except Exception as e:
+        if path.read_bytes()[:2] != b"PK":  # torch.save writes a zip archive: this file is something else, perhaps the user's
+            raise TpvError(f"The checkpoint path {path} holds a file that is not a tpv checkpoint; tpv leaves it alone. "
+                           "Give the run another checkpoint path.") from None
+        raise TpvError(f"The checkpoint {path} is damaged ({type(e).__name__}: {e}); delete it to start the run over.") from None
     if not isinstance(ck, dict) or ck.get("ident") != ident:
         raise TpvError(f"The checkpoint {path} belongs to another run (a different config, init, task or data); "
                        "delete it, or give this run its own checkpoint path.")
@@ -350,6 +357,8 @@ def _resume(path:Path, ident:dict, runs:list) -> int:
 def _loop(lm:LM, runs:list, cfg:TuneConfig, progress:bool=True, checkpoint:Path|None=None, checkpoint_every:int=50,
           on_step:Callable|None=None, desc:str="tune") -> list:
     "Train every run to its end (or early stop); return the wall time of each step."
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise TpvError(f"checkpoint_every is a number of steps, at least 1, not {checkpoint_every!r}.")
     ident = None if checkpoint is None else _ident(runs, cfg)
     resuming = checkpoint is not None and checkpoint.exists()
     first = _resume(checkpoint, ident, runs) if resuming else 1

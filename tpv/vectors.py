@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_vectors.ipynb #8419c51e
 from __future__ import annotations
-import itertools, json
+import itertools, json, math, numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir, atomic_path
+from .io import TpvError, atomic_dir, atomic_path, check_target
 from .prompts import SoftPrompt
 
 # %% auto #0
@@ -82,9 +82,13 @@ def _add(self, other):
     return _like(self, self.tensor + other.tensor, tuple(dict.fromkeys(self.tasks + other.tasks)), other)
 def _neg(self): return _like(self, -self.tensor, tuple(f"-{t}" for t in self.tasks))
 def _sub(self, other): return self + (-other)
-def _mul(self, c):
-    if not isinstance(c, (int, float)): raise VectorError(f"A task prompt vector scales by a number, not {type(c).__name__}.")
-    return _like(self, c * self.tensor, self.tasks)
+def _coef(c, what:str="λ") -> float:
+    "`c` as a float, or a `VectorError` if it is not a finite real number."
+    if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(c):
+        raise VectorError(f"A task prompt vector scales by a finite number; {what} is {c!r}.")
+    return float(c)
+
+def _mul(self, c): return _like(self, _coef(c) * self.tensor, self.tasks)
 
 TaskPromptVector.__add__ = _add
 TaskPromptVector.__radd__ = _add
@@ -98,6 +102,7 @@ def apply_to(self:TaskPromptVector, origin:SoftPrompt, # the prompt to add the v
              strict:bool=False, # refuse an origin other than the one the vector was measured from
             ) -> SoftPrompt:
     "origin + coef·τ as a soft prompt."
+    coef = _coef(coef, "coef")
     if origin.model != self.model: raise VectorError(f"The vector is for {self.model!r}, the origin for {origin.model!r}.")
     if origin.tensor.shape != self.tensor.shape:
         raise VectorError(f"The vector is {self.shape} but the origin {tuple(origin.tensor.shape)}; they must match.")
@@ -113,8 +118,13 @@ def apply_to(self:TaskPromptVector, origin:SoftPrompt, # the prompt to add the v
 TaskPromptVector.apply_to = apply_to
 
 # %% ../nbs/06_vectors.ipynb #bc9d16a9
-def save_vector(v:TaskPromptVector, path:str|Path) -> Path:
+_VECTOR_FILES = {"vector.safetensors", "vector.json"}
+
+def save_vector(v:TaskPromptVector, path:str|Path,
+                overwrite:bool=False, # replace `path` even if it holds something other than a saved vector
+               ) -> Path:
     "Save a vector as `path/vector.safetensors` + `path/vector.json`."
+    check_target(path, _VECTOR_FILES, lambda p: (p/"vector.json").exists(), "a task prompt vector", overwrite)
     meta = {"tasks": list(v.tasks), "model": v.model, "kind": v.kind, "origin": v.origin, "origin_hash": v.origin_hash, "meta": v.meta}
     with atomic_dir(path) as d:
         save_file({"tau": v.tensor}, str(d/"vector.safetensors"))
@@ -126,9 +136,13 @@ def load_vector(path:str|Path) -> TaskPromptVector:
     path = Path(path)
     if not (path/"vector.safetensors").exists() or not (path/"vector.json").exists():
         raise VectorError(f"{path} is not a saved task prompt vector (needs vector.safetensors and vector.json).")
-    m = json.loads((path/"vector.json").read_text())
-    return TaskPromptVector(load_file(str(path/"vector.safetensors"))["tau"], tuple(m["tasks"]), m["model"], m["kind"],
-                            m["origin"], m["origin_hash"], m.get("meta", {}))
+    try:
+        m = json.loads((path/"vector.json").read_text())
+        t = load_file(str(path/"vector.safetensors"))["tau"]
+        return TaskPromptVector(t, tuple(m["tasks"]), m["model"], m["kind"], m["origin"], m["origin_hash"], m.get("meta", {}))
+    except VectorError: raise
+    except Exception as e:  # truncated weights, broken JSON, a missing field: all one answer
+        raise VectorError(f"The saved vector in {path} is corrupt ({type(e).__name__}: {e}); save it again from its prompts.") from None
 
 # %% ../nbs/06_vectors.ipynb #37edc98c
 def _t(x) -> torch.Tensor: return x.tensor if hasattr(x, "tensor") else torch.as_tensor(x)
@@ -144,17 +158,26 @@ def cosine(a, b, mode:str="flat") -> float:
 # %% ../nbs/06_vectors.ipynb #69baba8d
 def _names(items:dict, i:int) -> list: return list(dict.fromkeys(k[i] for k in items))
 
+def _check_items(items:dict):
+    "Refuse an empty or mis-keyed `{(task, origin): vector}` mapping."
+    if not items: raise VectorError("No vectors or prompts were given; pass {(task, origin): vector or prompt}.")
+    bad = [k for k in items if not (isinstance(k, tuple) and len(k) == 2)]
+    if bad: raise VectorError(f"Keys must be (task, origin) pairs, not {bad[0]!r}.")
+
 def similarity_matrix(items:dict, # {(task, origin): vector or prompt}
                       origin:str|None=None, # one origin's matrix; default: the first origin
                       mode:str="flat") -> pd.DataFrame:
     "Task × task cosine similarities within one origin."
+    _check_items(items)
     origin = origin or _names(items, 1)[0]
+    if origin not in _names(items, 1): raise VectorError(f"No vectors of origin {origin!r}; the origins given: {', '.join(_names(items, 1))}.")
     tasks = [t for t in _names(items, 0) if (t, origin) in items]
     return pd.DataFrame([[cosine(items[a, origin], items[b, origin], mode) for b in tasks] for a in tasks], index=tasks, columns=tasks)
 
 def cross_origin_similarity(items:dict, # {(task, origin): vector or prompt}
                             mode:str="flat") -> tuple[pd.DataFrame, pd.DataFrame]:
     "Mean and std over ordered origin pairs of task × task cosines (o1 = o2 left out on the diagonal)."
+    _check_items(items)
     tasks, origins = _names(items, 0), _names(items, 1)
     mean, std = (pd.DataFrame(index=tasks, columns=tasks, dtype=float) for _ in range(2))
     for a, b in itertools.product(tasks, tasks):
