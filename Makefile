@@ -27,6 +27,7 @@ bench: install
 
 check: install
 	bash .ci/check_sync $(BIN)
+	$(BIN)/python .ci/check_outputs.py
 
 nbtest: install
 	$(BIN)/nbdev_test

@@ -50,3 +50,39 @@ def test_unclean_notebook_fails(scratch):
     p.write_text(json.dumps(nb, indent=1))
     r = check(scratch)
     assert r.returncode == 1 and "not clean" in r.stderr and "00_io.ipynb" in r.stderr
+
+
+def test_a_test_that_needs_the_registry_is_skipped_with_its_reason_when_it_cannot_fetch():
+    from conftest import needs_registry
+    with pytest.raises(pytest.skip.Exception, match="no package registry: tpv-no-such-package-4f1c cannot be fetched"):
+        needs_registry("tpv-no-such-package-4f1c")
+
+
+def _nb_with_output(path, text, name="stdout"):
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "a1", "metadata": {}, "source": ["print(1)"],
+                     "outputs": [{"name": name, "output_type": "stream", "text": [text]}]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def outputs(*args):
+    return subprocess.run([sys.executable, str(ROOT/".ci"/"check_outputs.py"), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("text", ["saved to /home/alice/run/p\n", "cache: /root/.cache/tpv/models\n", "wrote /tmp/tmpab12/x.json\n",
+                                  "/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning\n", f"{ROOT}/nbs/x\n"])
+def test_output_check_fails_on_a_machine_path(tmp_path, text):
+    r = outputs(_nb_with_output(tmp_path/"x.ipynb", text))
+    assert r.returncode == 1 and "shows the machine path" in r.stderr, r.stderr
+
+
+def test_output_check_passes_relative_paths_and_collapses_progress_bars(tmp_path):
+    ok = _nb_with_output(tmp_path/"ok.ipynb", "saved to $TPV_CACHE/models/x and nbs/experiments\n")
+    assert outputs(ok).returncode == 0
+    bar = _nb_with_output(tmp_path/"bar.ipynb", "tune:  10%|#  | 1/10\rtune: 100%|###| 10/10\ndone\n", "stderr")
+    r = outputs(bar)
+    assert r.returncode == 1 and "progress bar" in r.stderr
+    assert outputs("--fix", bar).returncode == 0
+    assert json.loads(bar.read_text())["cells"][0]["outputs"][0]["text"] == ["tune: 100%|###| 10/10\n", "done\n"]
+    assert outputs(bar).returncode == 0

@@ -187,7 +187,10 @@ def test_generation_with_padding_matches_one_by_one(tiny):
 
 def test_evaluate_no_prompt_and_metrics_keys(tiny):
     m = evaluate(tiny, None, "tweets_3class", n=30)
-    assert m["n"] == 30 and {"accuracy", "macro_f1"} <= set(m) and 0 <= m["accuracy"] <= 1
+    assert m["n"] == 30 and {"accuracy", "macro_f1"} <= set(m) and len(m["preds"]) == len(m["labels"]) == 30
+    p, y = np.array(m["preds"]), np.array(m["labels"])
+    assert m["accuracy"] == pytest.approx((p == y).mean())  # the score is the share of its own predictions that are right
+    assert (np.bincount(y, minlength=3) > 0).all()  # a stratified sample holds all 3 classes
 
 
 def test_metrics_invalid_generation_counts_wrong():

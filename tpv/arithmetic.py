@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from peft.utils import merge_utils
 
-from .evaluation import evaluate, evaluate_many
+from .evaluation import evaluate, evaluate_many  # before PEFT: tpv.io quiets tqdm's ipywidgets warning
+from peft.utils import merge_utils
 from .io import TpvError
 from .models import LM
 from .prompts import SoftPrompt

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import pearsonr, spearmanr
-from .io import tqdm
 from sklearn.metrics import f1_score
 
 from .io import TpvError

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_experiments.ipynb #d06c146d
 from __future__ import annotations
-import contextlib, difflib, errno, functools, hashlib, json, logging, os, platform, re, shutil, sys, tempfile, time, warnings
+import contextlib, errno, functools, json, logging, os, platform, re, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 import tpv
-from .io import TpvError, atomic_dir, atomic_write, cache_dir, file_lock
+from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint
 from .engine import ReadSpec
 from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
@@ -23,6 +23,7 @@ from .tuning import TuneConfig, tune_many
 from .regime import norm_ratio
 from .stats import collapse_share, fmt_ci, learned, majority_share
 from .vectors import save_figure
+from .paper import PAPER
 from fastcore.basics import patch_to
 
 # %% auto #0
@@ -41,11 +42,11 @@ def versions() -> dict:
 def data_fingerprint(task:str) -> str:
     "A short hash of the content of every split of `task` (the data a result depends on)."
     task = get_task(task)
-    h = hashlib.sha256()
+    parts = []
     for split in ("train", "validation", "test"):
         df = load_split(task, split).reset_index(drop=True)
-        h.update(split.encode()); h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
-    return h.hexdigest()[:12]
+        parts += [split, pd.util.hash_pandas_object(df, index=False).values.tobytes()]
+    return fingerprint(*parts, n=12)
 
 def _slug(x) -> str: return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", str(x)).strip("-")[:60]
 
@@ -57,10 +58,6 @@ def _jsonable(x):
     if isinstance(x, (str, int, float, bool)) or x is None: return x
     return str(x)
 
-def _hint(name:str, choices, n:int=1, cutoff:float=0.6) -> str:
-    "\"did you mean 'x'?\" for the close matches of `name`, or an empty string."
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
-    return f"did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 class StoreError(TpvError, ValueError):
     "A run-store record that cannot be read or written."
@@ -110,7 +107,7 @@ class RunStore:
 
     def path(self, kind:str, key:dict) -> Path:
         "Where the record of `key` lives (whether or not it exists)."
-        h = hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode()).hexdigest()[:12]
+        h = fingerprint(json.dumps(_jsonable(key), sort_keys=True), n=12)
         name = "_".join(_slug(key[k]) for k in _KEY_ORDER if key.get(k) not in (None, ""))
         return self.root/_slug(kind)/f"{name}-{h}"
 
@@ -291,7 +288,7 @@ def _tune_loop(self, jobs:list) -> list[Record]:
     def run(todo):
         names = ", ".join(f"{'+'.join(_tasks(jobs[k][0]))}/origin_{jobs[k][1]}" for k in todo)
         self.say(f"tuning {len(todo)} prompt(s) in one loop ({self.config.max_steps} steps): {names}")
-        ck = self.store.root/"checkpoints"/(hashlib.sha256(json.dumps(_jsonable([keys[k] for k in todo]), sort_keys=True).encode()).hexdigest()[:16] + ".ckpt")
+        ck = self.store.root/"checkpoints"/(fingerprint(json.dumps(_jsonable([keys[k] for k in todo]), sort_keys=True)) + ".ckpt")
         ck.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         res = tune_many(self.lm, [(_tasks(jobs[k][0]), self.origin(jobs[k][1])) for k in todo], self.config, progress=False, checkpoint=ck)
@@ -491,7 +488,7 @@ class ProfileError(TpvError, ValueError):
 def check_profile(name:str) -> str:
     "Return `name` if it is a profile, else raise with the close matches."
     if name in _COMMON: return name
-    h = _hint(name, _COMMON, n=2, cutoff=0.3)
+    h = did_you_mean(name, _COMMON, n=2, cutoff=0.3)
     raise ProfileError(f"Unknown profile {name!r}" + (f"; {h}" if h else ".")
                        + f" Profiles: {', '.join(_COMMON)}.")
 
@@ -519,7 +516,7 @@ def check_parameters(notebook:str|Path, params:dict) -> dict:
     known = [p.name for p in papermill_translators.find_translator("python3", "python").inspect(nb.cells[i])]
     bad = [k for k in params if k not in known]
     if bad:
-        hints = "; ".join(f"{k!r}" + (f" ({h})" if (h := _hint(k, known)) else "") for k in bad)
+        hints = "; ".join(f"{k!r}" + (f" ({h})" if (h := did_you_mean(k, known)) else "") for k in bad)
         raise ParameterError(f"{Path(notebook).name} has no parameter {hints}. Its parameters: {', '.join(known)}.")
     return params
 
@@ -540,7 +537,7 @@ def _check_run(only, timeout) -> list:
         raise TpvError(f"--only names no experiment; give a comma-separated subset of: {', '.join(EXPERIMENTS)}.")
     for n in only or ():
         if n not in EXPERIMENTS:
-            raise TpvError(f"Unknown experiment {n!r}" + (f"; {h}" if (h := _hint(n, EXPERIMENTS)) else "")
+            raise TpvError(f"Unknown experiment {n!r}" + (f"; {h}" if (h := did_you_mean(n, EXPERIMENTS)) else "")
                            + f". Experiments: {', '.join(EXPERIMENTS)}.")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
         raise TpvError(f"--timeout is the seconds a cell may run, at least 1 (leave it out for none), not {timeout!r}.")
@@ -687,7 +684,7 @@ def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:floa
          f"This invocation took {seconds / 60:.1f} min (per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k, t in timing.items()) + "); "
          f"computing the {len(used)} stored results it rests on took {sum(used.values()) / 60:.1f} min in all (the sum of their records' times: "
          "a run that resumes, or re-renders from the store, reuses them).",
-         "Every number below was computed by this run; the paper's numbers are quoted from the paper (Belanec et al., arXiv 2408.01119; T5-base unless said otherwise).",
+         f"Every number below was computed by this run; the paper's numbers come from `tpv.paper` ({PAPER}), each with its version of the paper and its table or figure.",
          "Each executed notebook is kept in `notebooks/`; results are cached in the run store, so running the command again re-renders in seconds.", ""]
     if sums: L += _settings(sums, profile) + _claims(sums)
     for s in sums:

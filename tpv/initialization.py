@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_initialization.ipynb #cb27eb42
 from __future__ import annotations
-import hashlib, math, tempfile, time
+import math, tempfile, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_io.ipynb #9cbc7bd6
 from __future__ import annotations
-import errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading, warnings
+import difflib, errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading, warnings
 from urllib.parse import urlparse
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it f
 
 # %% auto #0
 __all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'OverwriteError', 'check_target',
-           'file_lock', 'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
+           'file_lock', 'fingerprint', 'did_you_mean', 'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
 
 # %% ../nbs/00_io.ipynb #4db580f2
 class TpvError(Exception):
@@ -151,6 +151,19 @@ def file_lock(path:str|Path, # the lock file (created if missing)
     finally: f.close()
 
 # %% ../nbs/00_io.ipynb #a266a369
+def fingerprint(*parts, # bytes, or str (hashed as UTF-8), in order
+                n:int=16, # hex digits kept
+               ) -> str:
+    "tpv's one short content hash: the first `n` hex digits of the SHA-256 of `parts`, fed in order."
+    h = hashlib.sha256()
+    for p in parts: h.update(p.encode() if isinstance(p, str) else bytes(p))
+    return h.hexdigest()[:n]
+
+def did_you_mean(name, choices, n:int=1, cutoff:float=0.6) -> str:
+    "\"did you mean 'x'?\" for the close matches of `name` among `choices` (at most `n`), or an empty string."
+    close = difflib.get_close_matches(str(name), list(choices), n=n, cutoff=cutoff)
+    return f"did you mean {' or '.join(map(repr, close))}?" if close else ""
+
 def sha256_file(path:str|Path, # file to hash
                 chunk:int=1<<20, # bytes read at a time
                ) -> str:

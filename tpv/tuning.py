@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_tuning.ipynb #1176d635
 from __future__ import annotations
-import hashlib, json, math, time
+import json, math, time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Sequence
@@ -18,7 +18,7 @@ from transformers import get_linear_schedule_with_warmup
 from sklearn.metrics import f1_score
 
 from .engine import Encoded, PromptModule, ReadSpec, choice_logprobs, collate, encode, length_grouped_batches, score_choices, target_logprobs, target_nll
-from .io import TpvError, atomic_path
+from .io import TpvError, atomic_path, fingerprint
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .tasks import Task, check_frame, frame_fingerprint, get_task, load_split, subsample
@@ -102,7 +102,7 @@ def _hash(self) -> str:
     d = _flat(self)
     for k, v in _LATER.items():
         if d[k] == v: del d[k]
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return fingerprint(json.dumps(d, sort_keys=True), n=12)
 
 def _from_dict(cls, d:dict) -> TuneConfig:
     "A config from `to_dict` output, or from a stored config of the flat layout."
@@ -312,16 +312,10 @@ _CKPT_VERSION = 2
 
 def _state_hash(state) -> str:
     items = state.items() if isinstance(state, dict) else [("", state)]
-    h = hashlib.sha256()
-    for k, v in sorted(items, key=lambda kv: kv[0]):
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return fingerprint(*(x for k, v in sorted(items, key=lambda kv: kv[0]) for x in (k, v.detach().float().cpu().numpy().tobytes())))
 
 def _data_hash(run:Run) -> str:
-    h = hashlib.sha256()
-    for e in list(run.tr_enc) + list(run.va_enc.values()): h.update(json.dumps([e.src, e.tgt]).encode())
-    return h.hexdigest()[:16]
+    return fingerprint(*(json.dumps([e.src, e.tgt]) for e in list(run.tr_enc) + list(run.va_enc.values())))
 
 def _ident(runs:list, cfg:TuneConfig) -> dict:
     return {"version": _CKPT_VERSION, "config": cfg.hash(),
@@ -399,7 +393,7 @@ class TuneResult:
 
 def _meta(lm:LM, run:Run, cfg:TuneConfig) -> dict:
     "What a tuned prompt records: its tasks, best step, settings, and how it read its inputs."
-    return {"tasks": [t.name for t in run.tasks], "step": run.best.step, "config_hash": cfg.hash(),
+    return {"tasks": [t.name for t in run.tasks], "step": run.best.step, "config_hash": cfg.hash(), "config": cfg.to_dict(),
             "reading": cfg.reading.resolve(lm).to_dict()}
 
 def _result(lm:LM, run:Run, init, cfg:TuneConfig, seconds:float, step_seconds:list) -> TuneResult:

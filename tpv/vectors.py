@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .io import TpvError, atomic_dir, atomic_path, check_target
-from .prompts import SoftPrompt
+from .prompts import SoftPrompt, model_card
 
 # %% auto #0
 __all__ = ['VectorError', 'TaskPromptVector', 'check_compatible', 'apply_to', 'save_vector', 'load_vector', 'cosine',
@@ -118,7 +118,7 @@ def apply_to(self:TaskPromptVector, origin:SoftPrompt, # the prompt to add the v
 TaskPromptVector.apply_to = apply_to
 
 # %% ../nbs/06_vectors.ipynb #bc9d16a9
-_VECTOR_FILES = {"vector.safetensors", "vector.json"}
+_VECTOR_FILES = {"vector.safetensors", "vector.json", "README.md"}
 
 def save_vector(v:TaskPromptVector, path:str|Path,
                 overwrite:bool=False, # replace `path` even if it holds something other than a saved vector
@@ -129,6 +129,10 @@ def save_vector(v:TaskPromptVector, path:str|Path,
     with atomic_dir(path) as d:
         save_file({"tau": v.tensor}, str(d/"vector.safetensors"))
         (d/"vector.json").write_text(json.dumps(meta, indent=1))
+        facts = {"tasks": list(v.tasks), "shape": f"{v.shape[0]} × {v.shape[1]}", "norm": f"{v.norm:.4f}",
+                 "measured from origin": f"{v.origin} (hash {v.origin_hash})", "reading": v.meta.get("reading"),
+                 "load with": "`tpv.vectors.load_vector(path)`; add it to an origin with `vector.apply_to(origin)`"}
+        (d/"README.md").write_text(model_card(f"Task prompt vector: {' + '.join(v.tasks) or '?'} ({v.model})", v.model, facts, ("task-prompt-vector",)))
     return Path(path)
 
 def load_vector(path:str|Path) -> TaskPromptVector:
