@@ -51,7 +51,8 @@ def main(args: list) -> int:
     found = [x for p in nbs for x in problems(p, fix)]
     for p, i, what in found: print(f"check_outputs: {p} cell {i} shows {what}", file=sys.stderr)
     if found:
-        print("Re-run those cells so that they show paths relative to a named root (the cache, the store, the repository).", file=sys.stderr)
+        print("Re-run those cells so that they show paths relative to a named root (the cache, the store, the repository): "
+              "scripts/refresh_outputs.py re-runs a notebook's fast cells.", file=sys.stderr)
         return 1
     print(f"check_outputs: {len(nbs)} notebooks, no machine paths or progress fragments in their stored outputs")
     return 0

@@ -1,9 +1,15 @@
-import functools, os, subprocess, sys
+import functools, subprocess, sys
 
 import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def smoke_argv(out, store, *extra) -> list:
+    "The command line of `tpv reproduce --profile smoke` into `out` on `store` (the integration tests' run)."
+    return [str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--out", str(out), "--store", str(store), *map(str, extra)]
 
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):

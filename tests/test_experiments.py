@@ -5,14 +5,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import smoke_argv
 from tpv.experiments import EXPERIMENTS, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
 
 BIN = Path(sys.executable).parent
 
 
 def reproduce(out, store, *extra, **kw):
-    return subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--out", str(out), "--store", str(store), *extra],
-                          capture_output=True, text=True, timeout=1200, **kw)
+    return subprocess.run(smoke_argv(out, store, *extra), capture_output=True, text=True, timeout=1200, **kw)
 
 
 def tables(out):
@@ -63,7 +63,7 @@ def test_killed_sweep_resumes_and_matches_a_clean_run(clean, tmp_path):
     d, first, _ = clean
     rng, kills = random.Random(7), 0
     for attempt in range(12):
-        p = subprocess.Popen([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--out", str(tmp_path/"out"), "--store", str(tmp_path/"store")],
+        p = subprocess.Popen(smoke_argv(tmp_path/"out", tmp_path/"store"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         if kills < 3:
             try:
@@ -91,8 +91,7 @@ def test_profiles_match_the_notebooks_parameters():
 def test_parameter_typo_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ParameterError, match="did you mean 'n_origins'"):
         check_parameters(notebooks_dir()/"few_shot.ipynb", {"n_origin": 3})
-    r = subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--only", "similarty", "--out", str(tmp_path/"o"),
-                        "--store", str(tmp_path/"s")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(smoke_argv(tmp_path/"o", tmp_path/"s", "--only", "similarty"), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "did you mean 'similarity'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path/"o").exists()
 

@@ -1,12 +1,13 @@
 """Faults a user meets outside the happy path: two processes on one store, Ctrl-C, a kernel the OOM killer took, a full disk,
 a store shared in a group or mounted read-only, and tpv installed from a wheel. Each one ends in one clear line, loses nothing,
 and leaves nothing half-written behind."""
-import ctypes, errno, json, os, signal, stat, subprocess, sys, tempfile, textwrap, time, zipfile
+import ctypes, errno, json, os, signal, stat, subprocess, sys, textwrap, time, zipfile
 from pathlib import Path
 
 import pytest
 
 import tpv.experiments as E
+from conftest import smoke_argv
 from tpv.io import TpvError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def _tuning_lines(text: str) -> int: return sum("tuning" in l and "prompt(s) in 
 
 def test_second_reproduce_on_one_store_waits_and_reuses(tmp_path):
     "Before: two `tpv reproduce` runs on one store each recomputed everything."
-    cmd = lambda out: [str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--only", "similarity", "--store", str(tmp_path/"s"), "--out", str(tmp_path/out)]
+    cmd = lambda out: smoke_argv(tmp_path/out, tmp_path/"s", "--only", "similarity")
     a = subprocess.Popen(cmd("a"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(1)
     b = subprocess.Popen(cmd("b"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,7 +85,7 @@ def test_second_reproduce_on_one_store_waits_and_reuses(tmp_path):
 # ---- every failure of the command is one line ----------------------------------------------------------------------------
 
 def _start_smoke(tmp_path, *extra):
-    p = subprocess.Popen([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--store", str(tmp_path/"s"), "--out", str(tmp_path/"o"), *extra],
+    p = subprocess.Popen(smoke_argv(tmp_path/"o", tmp_path/"s", *extra),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=_env())
     for line in p.stdout:  # wait until a notebook is running in its kernel
         if line.strip().startswith("[similarity"): return p
@@ -223,13 +224,13 @@ def test_read_only_store_serves_every_result_it_holds(tmp_path):
     base = tmp_path
     try:
         store, out, cache = base/"store", base/"out", base/"cache"
-        r = subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--only", "similarity", "--store", str(store), "--out", str(base/"first")],
+        r = subprocess.run(smoke_argv(base/"first", store, "--only", "similarity"),
                            capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr[-3000:]
         for d in (out, cache): d.mkdir()
         env = _env(TPV_CACHE=cache, HOME=cache, JUPYTER_RUNTIME_DIR=cache/"rt", MPLCONFIGDIR=cache/"mpl", IPYTHONDIR=cache/"ipy")
         kw = _as_reader(store)
-        r = subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--only", "similarity", "--store", str(store), "--out", str(out)],
+        r = subprocess.run(smoke_argv(out, store, "--only", "similarity"),
                            capture_output=True, text=True, timeout=900, env=env, cwd=out, **kw)
         assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
         assert _tuning_lines(r.stdout) == 0 and (out/"README.md").exists()  # everything read, nothing recomputed

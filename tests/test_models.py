@@ -1,5 +1,5 @@
 "Integration tests of tpv.models: tiny models, the bundled default, and clear errors."
-import os, shutil, time
+import os, shutil
 import pytest, torch
 import tpv.models as M
 from conftest import needs_registry

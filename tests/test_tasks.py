@@ -1,5 +1,5 @@
 "Integration tests of tpv.tasks: the paper's label words, hub loaders on fixtures, offline data, few-shot."
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 import tpv.tasks as T

@@ -10,10 +10,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from .io import tqdm
+from .io import TpvError, tqdm  # before transformers: tpv.io quiets tqdm.auto's ipywidgets warning
 from transformers import DynamicCache
 
-from .io import TpvError
 from .models import LM
 from .tasks import STYLES, Task, check_frame, default_style, format_example, get_task
 

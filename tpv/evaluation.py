@@ -14,7 +14,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score
 
-from .io import TpvError
+from .io import TpvError, whole
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .engine import PromptModule, ReadSpec, encode, generate, score_choices
@@ -128,7 +128,7 @@ def _predict(lm:LM, prompt, task:Task, df:pd.DataFrame, method:str|None, read:Re
 
 def _check_n(n):
     "`n` examples to evaluate: None (all) or a whole number of at least 1."
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+    if n is not None and not whole(n, 1):
         raise TpvError(f"n is the number of examples to evaluate, at least 1 (or None for all), not {n!r}.")
 
 def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str,

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 import tpv
-from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint
+from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint, whole
 from .engine import ReadSpec
 from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
@@ -539,7 +539,7 @@ def _check_run(only, timeout) -> list:
         if n not in EXPERIMENTS:
             raise TpvError(f"Unknown experiment {n!r}" + (f"; {h}" if (h := did_you_mean(n, EXPERIMENTS)) else "")
                            + f". Experiments: {', '.join(EXPERIMENTS)}.")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
+    if timeout is not None and not whole(timeout, 1):
         raise TpvError(f"--timeout is the seconds a cell may run, at least 1 (leave it out for none), not {timeout!r}.")
     return list(only or EXPERIMENTS)
 

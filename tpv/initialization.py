@@ -17,7 +17,7 @@ from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 
 from .arithmetic import combine, evaluate_tasks, search_task_lambdas
 from .evaluation import compute_metrics, evaluate, evaluate_many, predict
-from .io import TpvError
+from .io import TpvError, whole
 from .models import LM
 from .prompts import SoftPrompt
 from .tasks import few_shot, frame_fingerprint, get_task
@@ -207,7 +207,7 @@ class FewShotResult:
 
 def _check_shots(shots):
     "A number of shots: a whole number of 0 or more."
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)): raise InitError(f"shots is a whole number of examples, not {shots!r}.")
+    if not whole(shots, least=-math.inf): raise InitError(f"shots is a whole number of examples, not {shots!r}.")  # any sign: checked next
     if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
 
 def few_shot_run(lm:LM, target:str, # the target task

