@@ -4,14 +4,14 @@
 
 # %% ../nbs/07_arithmetic.ipynb #2cd47aae
 from __future__ import annotations
-import itertools
+import itertools, math, numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .evaluation import evaluate, evaluate_many  # before PEFT: tpv.io quiets tqdm's ipywidgets warning
+from .evaluation import check_metric, evaluate, evaluate_many  # before PEFT: tpv.io quiets tqdm's ipywidgets warning
 from peft.utils import merge_utils
 from .io import TpvError
 from .models import LM
@@ -64,13 +64,17 @@ def _grid(lambdas) -> tuple:
 def search_lambda(score, # λ → a number to maximise (e.g. mean validation accuracy)
                   lambdas=LAMBDAS, # the grid (the paper's: 0, 0.05, ..., 1)
                  ) -> tuple[float, pd.DataFrame]:
-    "The paper's λ search: the first argmax of `score` over the grid (default 1.0 if nothing scores above 0)."
+    "The paper's λ search: the first argmax of `score` over the grid; when every λ scores the same, the paper's default λ = 1 if the grid has it."
     lambdas = _grid(lambdas)
-    best, best_score, rows = 1.0, 0.0, []
+    rows = []
     for lam in lambdas:
-        s = score(lam); rows.append({"lambda": lam, "score": s})
-        if s > best_score: best, best_score = lam, s
-    return best, pd.DataFrame(rows)
+        s = score(lam)
+        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s):
+            raise VectorError(f"The λ search scored λ = {lam} as {s!r}; the score must be a finite number (is the metric name right?).")
+        rows.append({"lambda": lam, "score": float(s)})
+    df = pd.DataFrame(rows)
+    if df.score.nunique() == 1 and 1.0 in lambdas: return 1.0, df  # nothing to choose between: the official loop's default
+    return float(df["lambda"].iloc[int(df.score.to_numpy().argmax())]), df  # argmax keeps the first of ties
 
 # %% ../nbs/07_arithmetic.ipynb #dc8aeac1
 @dataclass
@@ -94,12 +98,25 @@ def grid_metrics(lm:LM, prompts:dict, # key → prompt (the candidates of a λ g
     per_task = {t: evaluate_many(lm, list(prompts.values()), t, split, n, **kw) for t in tasks}
     return {k: {t: per_task[t][i] for t in tasks} for i, k in enumerate(prompts)}
 
+def _check_origin(origin:SoftPrompt, vectors:list, cross_origin:bool):
+    "Refuse vectors measured from another origin than the one they would be added to, unless that is what was asked for."
+    other = [v for v in vectors if v.origin_hash != origin.hash]
+    if other and not cross_origin:
+        v = other[0]
+        raise VectorError(f"The vector of {'+'.join(v.tasks) or '?'} was measured from origin {v.origin or '?'!r} (hash {v.origin_hash or 'none: a mix'}), "
+                          f"not from the origin it would be added to ({origin.meta.get('origin', '?')!r}, hash {origin.hash}); "
+                          "pass cross_origin=True to add vectors across origins (the paper's Table 1 setting).")
+
 def add_tasks(lm:LM, origin:SoftPrompt, vectors:list, # vectors measured from `origin`, one per task
-              lambdas=LAMBDAS, n_validation:int|None=None, n_test:int|None=None, metric:str="accuracy", **kw) -> AdditionResult:
+              lambdas=LAMBDAS, n_validation:int|None=None, n_test:int|None=None, metric:str="accuracy",
+              cross_origin:bool=False, # allow vectors measured from other origins
+              **kw) -> AdditionResult:
     "origin + λ·Στ with λ searched on the tasks' validation sets; test metrics at the chosen λ."
     if not vectors: raise VectorError("add_tasks needs at least one task prompt vector.")
     lambdas = _grid(lambdas)
-    tau = sum(vectors); tasks = [t for v in vectors for t in v.tasks]
+    tasks = [t for v in vectors for t in v.tasks]
+    check_metric(metric, tasks); _check_origin(origin, vectors, cross_origin)  # before the grid is scored
+    tau = sum(vectors)
     rows = []
     val = grid_metrics(lm, {lam: tau.apply_to(origin, lam) for lam in lambdas}, tasks, "validation", n_validation, **kw)  # the whole grid at once
     def score(lam):

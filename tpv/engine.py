@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_engine.ipynb #a1d614ce
 from __future__ import annotations
-from dataclasses import asdict, dataclass, replace
+import inspect
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Sequence
 
 import numpy as np
@@ -122,6 +123,9 @@ def encode(lm:LM, task:Task|str, df:pd.DataFrame, # examples with the task's fie
     if task.kind == "classification":
         words = task.labels if spec.style == "t5" else task.instruct_labels
         choices = [tgt_ids(w) for w in words]
+        if len({tuple(c) for c in choices}) < len(choices):
+            raise SpecError(f"Two label words of task {task.name!r} ({', '.join(map(repr, words))}) read as the same tokens for this model; "
+                            "give every class a word of its own.")
         labels = df["label"].to_numpy().astype(int)
     else: labels = np.full(len(df), -1)
     return Encoded(srcs, tgts, labels, choices, task.name, spec)
@@ -205,6 +209,18 @@ def _prompted(lm:LM, prompts, ids:torch.Tensor, attention_mask:torch.Tensor, src
     return x, mask, P, dec_prompt
 
 # %% ../nbs/03_engine.ipynb #7ea8622b
+_CACHE_KW = {} # model class → the keyword its forward takes a KV cache by
+
+def _cache_in(model, cache) -> dict:
+    "`{keyword: cache}` for `model`'s forward: `cache` from transformers 5.24 (which deprecates `past_key_values`), `past_key_values` before."
+    kind = type(model)
+    if kind not in _CACHE_KW: _CACHE_KW[kind] = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {_CACHE_KW[kind]: cache}
+
+def _cache_out(o):
+    "The KV cache a model's output holds, under its current name (`cache`) or its earlier one (`past_key_values`)."
+    return getattr(o, "cache" if "cache" in {f.name for f in fields(o)} else "past_key_values")
+
 def _layers(cache) -> list:
     "[(keys, values)] per layer of a transformers cache (5.x `layers`, or 4.x key/value lists)."
     if hasattr(cache, "layers"): return [(l.keys, l.values) for l in cache.layers]
@@ -217,7 +233,7 @@ def prefix_cache(lm:LM, prompts) -> list:
     else: p = torch.stack(list(prompts))
     with lm.autocast():
         o = lm.model.base_model(inputs_embeds=p.to(lm.device, lm.embeddings.weight.dtype), use_cache=True)
-    return _layers(o.past_key_values)
+    return _layers(_cache_out(o))
 
 def _expand_prefix(prefix:list, counts, B:int) -> DynamicCache:
     "A fresh cache holding prompt k's keys and values for `counts[k]` rows (one prompt: all B rows)."
@@ -241,13 +257,13 @@ def _causal_body(lm:LM, prompts, b:Batch, counts=None, prefix=None, shared:bool=
         src = torch.arange(L, device=b.input_ids.device)[None] < b.src_len[:, None]
         x, mask, P, _ = _prompted(lm, prompts, b.input_ids, b.attention_mask, src, False, counts)
         o = lm.model.base_model(inputs_embeds=x, attention_mask=mask, use_cache=cache)
-        return o.last_hidden_state[:, P:], mask, P, o.past_key_values
+        return o.last_hidden_state[:, P:], mask, P, _cache_out(o)
     P = prefix[0][0].shape[2]
     mask = torch.cat([torch.ones(B, P, dtype=b.attention_mask.dtype, device=b.input_ids.device), b.attention_mask], 1)
     pos = (P + torch.arange(L, device=b.input_ids.device))[None].expand(B, -1)
     o = lm.model.base_model(inputs_embeds=lm.embeddings(b.input_ids), attention_mask=mask, position_ids=pos,
-                            past_key_values=_expand_prefix(prefix, counts, B), use_cache=True)
-    return o.last_hidden_state, mask, P, o.past_key_values
+                            **_cache_in(lm.model.base_model, _expand_prefix(prefix, counts, B)), use_cache=True)
+    return o.last_hidden_state, mask, P, _cache_out(o)
 
 # %% ../nbs/03_engine.ipynb #9054cdbe
 def _decode(lm:LM, enc_kw:dict, dec_in:torch.Tensor, dec_prompt) -> torch.Tensor:
@@ -301,7 +317,7 @@ def _causal_choices(lm:LM, prompts, b:Batch, ch, cm, counts, prefix, shared:bool
     m2 = torch.cat([mask.repeat_interleave(C, 0), rows(cm[:, :-1]).to(mask.dtype)], 1)
     pos = (P + b.src_len).repeat_interleave(C)[:, None] + torch.arange(T - 1, device=dev)[None]
     h = lm.model.base_model(inputs_embeds=lm.embeddings(rows(ch[:, :-1])), attention_mask=m2,
-                            position_ids=pos, past_key_values=cache).last_hidden_state
+                            position_ids=pos, **_cache_in(lm.model.base_model, cache)).last_hidden_state
     lp = head(h).float().log_softmax(-1).gather(-1, rows(ch[:, 1:])[..., None]).squeeze(-1)
     return out + (lp * rows(cm[:, 1:])).sum(1).view(B, C)
 
@@ -400,7 +416,7 @@ def _greedy(lm:LM, x, att, max_new_tokens:int) -> torch.Tensor:
         att = torch.cat([att, torch.ones(B, 1, dtype=att.dtype, device=att.device)], 1)
         pos = pos[:, -1:] + 1
         o = lm.model(inputs_embeds=lm.embeddings(nxt[:, None]), attention_mask=att, position_ids=pos,
-                     past_key_values=o.past_key_values, use_cache=True, logits_to_keep=1)
+                     **_cache_in(lm.model, _cache_out(o)), use_cache=True, logits_to_keep=1)
     return torch.stack(steps, 1)
 
 @torch.no_grad()

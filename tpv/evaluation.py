@@ -14,14 +14,14 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score
 
-from .io import TpvError, whole
+from .io import TpvError, did_you_mean, whole
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .engine import PromptModule, ReadSpec, encode, generate, score_choices
 from .tasks import Task, get_task, load_split, subsample
 
 # %% auto #0
-__all__ = ['parse_label', 'compute_metrics', 'reading_of', 'predict', 'evaluate', 'evaluate_many']
+__all__ = ['parse_label', 'compute_metrics', 'metric_names', 'check_metric', 'reading_of', 'predict', 'evaluate', 'evaluate_many']
 
 # %% ../nbs/05_evaluation.ipynb #f639f8d7
 def _norm(s:str) -> str: return re.sub(r"\s+", " ", s.replace("_", " ").strip().strip(".,;:!?\"'").lower())
@@ -78,6 +78,21 @@ def compute_metrics(task:Task|str, preds:list, refs:list) -> dict:
     p, r = [str(x).strip() for x in preds], [str(x).strip() for x in refs]
     return {"exact_match": float(np.mean([a == b for a, b in zip(p, r)])), "f1": float(np.mean([_tok_f1(a, b) for a, b in zip(p, r)])),
             "rougeL": float(np.mean([_rouge_l(a, b) for a, b in zip(p, r)]))}
+
+def metric_names(task:Task|str) -> tuple:
+    "The names of the metrics `compute_metrics` gives for `task` (what a selection or a λ search may ask for)."
+    task = get_task(task)
+    probe = {"classification": ([0], [0]), "regression": (["1.0"], [1.0])}.get(task.kind, (["a"], ["a"]))
+    return tuple(k for k in compute_metrics(task, *probe) if k != "invalid")
+
+def check_metric(metric:str, tasks:list) -> str:
+    "Return `metric` if every task in `tasks` has it, else raise `TpvError` naming the ones it has: before any work is done."
+    for t in tasks:
+        names = metric_names(t)
+        if metric not in names:
+            h = did_you_mean(metric, names)
+            raise TpvError(f"Task {get_task(t).name!r} has no metric {metric!r}" + (f"; {h}" if h else ".") + f" Its metrics: {', '.join(names)}.")
+    return metric
 
 # %% ../nbs/05_evaluation.ipynb #7bf3dbbb
 def reading_of(lm:LM, prompt, spec:ReadSpec|dict|str|None=None) -> ReadSpec:

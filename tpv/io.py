@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_io.ipynb #9cbc7bd6
 from __future__ import annotations
-import difflib, errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading, warnings
+import contextlib, ctypes, difflib, errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, warnings
 from urllib.parse import urlparse
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +14,9 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # a kernel wit
 from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it from here, after that filter
 
 # %% auto #0
-__all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'OverwriteError', 'check_target',
-           'file_lock', 'fingerprint', 'did_you_mean', 'whole', 'sha256_file', 'RegistryError', 'pip_download',
-           'hub_reachable']
+__all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'pid_alive', 'sweep',
+           'OverwriteError', 'check_target', 'file_lock', 'fingerprint', 'did_you_mean', 'whole', 'sha256_file',
+           'RegistryError', 'pip_download', 'hub_reachable']
 
 # %% ../nbs/00_io.ipynb #4db580f2
 class TpvError(Exception):
@@ -78,18 +78,39 @@ def _follow_umask(d:Path):
     for p in [d, *d.rglob("*")]:
         if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~m)
 
+def _libc_renameat2():
+    "Linux's `renameat2`, or None where the C library lacks it."
+    try: f = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError): return None
+    f.argtypes, f.restype = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint], ctypes.c_int
+    return f
+
+_RENAMEAT2, _AT_FDCWD, _RENAME_EXCHANGE = _libc_renameat2(), -100, 2
+
+def _exchange(a:Path, b:Path) -> bool:
+    "Swap the folders `a` and `b` in one atomic step; False where the system or filesystem cannot (then nothing moved)."
+    if _RENAMEAT2 is None: return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0: return True
+    e = ctypes.get_errno()
+    if e in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT): return False  # ENOENT: `b` went meanwhile
+    raise OSError(e, os.strerror(e), str(b))
+
 def _publish(tmp:Path, path:Path, keep:bool):
-    "Rename folder `tmp` to `path`. If `path` exists: leave it (`keep`), or move it aside and retry (another writer may race us)."
+    "Rename folder `tmp` to `path`. If `path` exists: leave it (`keep`), or swap the two atomically (`tmp` then holds the old copy)."
     for _ in range(100):
         try: return os.rename(tmp, path)  # atomic; fails if `path` is a non-empty folder
         except OSError as e:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST): raise
         if keep: return  # another writer published first: theirs stays, ours is discarded
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        try: os.rename(path, old/"x")
-        except FileNotFoundError: pass  # another writer moved it first; try again
+        if _exchange(tmp, path): return  # a kill from here on leaves the new copy at `path` and the old one in `tmp`
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_WRITER}.", suffix=".old", dir=path.parent))
+        try: os.rename(path, old/"x")  # no atomic swap here: a kill before the next rename leaves the old copy in `old`, for `sweep` to restore
+        except FileNotFoundError: shutil.rmtree(old, ignore_errors=True); continue  # another writer moved it first; try again
+        try: return os.rename(tmp, path)
         finally: shutil.rmtree(old, ignore_errors=True)
     raise OSError(errno.EBUSY, f"could not publish {path}: other writers kept replacing it")
+
+_WRITER = f"{re.sub(r'[^A-Za-z0-9]', '_', socket.gethostname())[:40]}-{os.getpid()}" # names a writer's temporary folders: host and process
 
 @contextmanager
 def atomic_dir(path:str|Path, # the folder to create or replace
@@ -97,7 +118,7 @@ def atomic_dir(path:str|Path, # the folder to create or replace
               ):
     "Yield a temporary folder beside `path`; on success it replaces `path` (or, with `keep`, yields to one already there); on error it is deleted."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         _follow_umask(tmp)  # a store shared in a group must stay readable to the group
@@ -105,9 +126,43 @@ def atomic_dir(path:str|Path, # the folder to create or replace
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
+# %% ../nbs/00_io.ipynb #a0ce9037
+def pid_alive(pid:int) -> bool:
+    "Is process `pid` running on this machine?"
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
+_LEFT = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)\.[a-z0-9_]+\.(?P<what>tmp|old)$")
+
+def _dead(m:re.Match, p:Path, stale:float) -> bool:
+    "Did the writer of leftover `p` die: a process of this host that is gone, or one of another host silent for `stale` seconds?"
+    if m["host"] == _WRITER.rsplit("-", 1)[0]: return not pid_alive(int(m["pid"]))
+    try: return time.time() - p.stat().st_mtime > stale
+    except FileNotFoundError: return False
+
+def sweep(folder:str|Path, # a folder `atomic_dir` writes into
+          stale:float=86_400, # seconds after which another host's leftovers count as abandoned
+         ) -> list[str]:
+    "Clean up after writers that were killed in `atomic_dir`: delete their temporary folders, and put back a replaced folder they had moved aside but not yet replaced. Returns what it did."
+    done = []
+    for p in sorted(Path(folder).glob(".*.*")):
+        m = _LEFT.match(p.name)
+        if not m or not p.is_dir() or not _dead(m, p, stale): continue
+        dest = p.parent/m["name"]
+        if m["what"] == "old" and (p/"x").is_dir() and not os.path.lexists(dest):
+            with contextlib.suppress(OSError): os.rename(p/"x", dest); done.append(f"restored {dest.name}")
+        shutil.rmtree(p, ignore_errors=True); done.append(f"removed {p.name}")
+    return done
+
 # %% ../nbs/00_io.ipynb #73831a14
 class OverwriteError(TpvError, FileExistsError):
     "A save would replace something tpv did not write."
+
+def _tpv_card(p:Path) -> bool:
+    "Is `p` a model card tpv wrote (it says so in its first lines)?"
+    try: return "Saved by tpv" in p.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError: return False
 
 def check_target(path:str|Path, # the folder a save would create or replace
                  own:set, # the file names the artefact itself consists of
@@ -121,8 +176,9 @@ def check_target(path:str|Path, # the folder a save would create or replace
     if not path.is_dir():
         raise OverwriteError(f"{path} is a file; saving {what} there would delete it. Save to a new folder, or pass overwrite=True to replace it.")
     names = {p.name for p in path.iterdir()}
-    if not names or (names <= set(own) and is_same(path)): return path
-    other = sorted(names - set(own)) or sorted(names)
+    theirs = {n for n in names if n not in own or (n == "README.md" and not _tpv_card(path/n))}  # a README tpv did not write is the user's
+    if not names or (not theirs and is_same(path)): return path
+    other = sorted(theirs) or sorted(names)
     raise OverwriteError(f"{path} holds files that are not {what} ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
                          "saving there would delete them. Save to a new folder, or pass overwrite=True to replace it.")
 

@@ -194,5 +194,22 @@ def load_prompt(path:str|Path) -> SoftPrompt:
     kind = meta.get("kind") or ("seq2seq" if cfg.get("task_type") == "SEQ_2_SEQ_LM" else "causal")
     p = SoftPrompt(t, meta.get("model") or cfg.get("base_model_name_or_path") or "", kind,
                    meta.get("init", "peft"), meta.get("meta", {}))
-    p.meta["submodules"] = cfg.get("num_transformer_submodules") or 1
+    p.meta["submodules"] = _check_adapter(path, cfg, p, meta)
+    if p.meta["submodules"] == 2 and "reading" not in p.meta:  # PEFT's seq2seq default: the second half goes before the decoder
+        p.meta["reading"] = {"peft_t5_split": True}  # a partial reading spec: the rest at its defaults (`tpv.engine.ReadSpec.of`)
     return p
+
+def _check_adapter(path:Path, cfg:dict, p:SoftPrompt, meta:dict) -> int:
+    "The adapter's submodule count, once its config agrees with its tensor (and a tpv prompt with the hash it was saved with)."
+    subs, nvt, dim = cfg.get("num_transformer_submodules") or 1, cfg.get("num_virtual_tokens"), cfg.get("token_dim")
+    if subs not in (1, 2) or (subs == 2 and p.kind != "seq2seq"):
+        raise PromptError(f"{path/ADAPTER_CONFIG} gives num_transformer_submodules={subs!r}; a prompt has 1 (or 2 on a seq2seq model).")
+    if nvt is not None and nvt * subs != p.rows:
+        raise PromptError(f"{path/ADAPTER_CONFIG} says {nvt} virtual tokens × {subs} submodule(s) = {nvt * subs} rows, but the tensor has {p.rows}; "
+                          "the adapter is inconsistent: save it again.")
+    if dim is not None and dim != p.width:
+        raise PromptError(f"{path/ADAPTER_CONFIG} says token_dim {dim}, but the tensor is {p.width} wide; the adapter is inconsistent: save it again.")
+    if meta.get("hash") and meta["hash"] != p.hash:
+        raise PromptError(f"The prompt in {path} was changed after tpv saved it: its values no longer match the hash it was saved with "
+                          f"({meta['hash']}, now {p.hash}). Save it again from its source.")
+    return subs

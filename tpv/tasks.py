@@ -14,10 +14,10 @@ import pandas as pd
 from .io import TpvError, atomic_path, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, whole
 
 # %% auto #0
-__all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'HubSource', 'Task', 'default_style', 'stsb_target', 'target_text',
-           'format_example', 'UnknownTaskError', 'list_tasks', 'get_task', 'apply_split_rule', 'TaskDataError',
-           'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot', 'frame_fingerprint', 'FrameError',
-           'check_frame']
+__all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'TaskError', 'HubSource', 'Task', 'default_style', 'stsb_target',
+           'target_text', 'format_example', 'UnknownTaskError', 'list_tasks', 'get_task', 'apply_split_rule',
+           'TaskDataError', 'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot', 'frame_fingerprint',
+           'FrameError', 'check_frame']
 
 # %% ../nbs/01_tasks.ipynb #82ca8636
 def stratified_sample(labels, # one label (or stratum) per example
@@ -39,6 +39,17 @@ def stratified_sample(labels, # one label (or stratum) per example
     return np.sort(np.concatenate(picked)) if picked else np.array([], int)
 
 # %% ../nbs/01_tasks.ipynb #b5269814
+class TaskError(TpvError, ValueError):
+    "A task definition that cannot work."
+
+def _check_label_words(t) -> None:
+    "A classification task needs two or more label words, all different: words that repeat make their classes indistinguishable."
+    words = [str(w).strip() for w in t.labels]
+    if len(words) < 2 or not all(words): raise TaskError(f"Task {t.name!r} needs at least two non-empty label words, not {list(t.labels)!r}.")
+    twice = sorted({w for w in words if words.count(w) > 1})
+    if twice: raise TaskError(f"Task {t.name!r} gives the label word(s) {', '.join(map(repr, twice))} to more than one class; "
+                              "each class needs its own word, or every prediction falls on one of them.")
+
 @dataclass(frozen=True)
 class HubSource:
     "Where a task's data lives on the Hugging Face hub, and how its columns map to the task's fields."
@@ -68,6 +79,9 @@ class Task:
     proxy_for: str|None = None # for offline tasks: the paper task this one stands in for
     source: str = "" # one line: where the data comes from
     note: str = "" # deviations from the official code, and why
+
+    def __post_init__(self):
+        if self.kind == "classification": _check_label_words(self)
 
     @property
     def instruct_labels(self) -> tuple:

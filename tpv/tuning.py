@@ -23,11 +23,15 @@ from .prompts import SoftPrompt, check_fits
 from .tasks import Task, check_frame, frame_fingerprint, get_task, load_split, subsample
 
 # %% auto #0
-__all__ = ['LOSSES', 'SELECTIONS', 'ConfigError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune', 'tune_many']
+__all__ = ['LOSSES', 'SELECTIONS', 'ConfigError', 'CheckpointError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune',
+           'tune_many']
 
 # %% ../nbs/04_tuning.ipynb #609a2e9d
 class ConfigError(TpvError, ValueError):
     "A tuning setting that cannot work."
+
+class CheckpointError(TpvError):
+    "A checkpoint path that holds something tpv cannot resume from."
 
 _READING = ("style", "chat", "max_length", "peft_t5_split") # the reading spec's fields, flat in configs stored before it
 _LATER = {"keep_init": False, "shared_prefix": True, "loss": "full", "select": "loss"} # settings added after runs were stored, at the default that leaves a hash as it was
@@ -62,14 +66,19 @@ class TuneConfig:
 
     def __post_init__(self):
         if isinstance(self.reading, (dict, str)) or self.reading is None: self.reading = ReadSpec.of(self.reading)
+        for f in fields(self):  # numpy numbers (np.int64(5) steps, np.float32 lr) are taken as the Python numbers they are
+            v = getattr(self, f.name)
+            if isinstance(v, (np.integer, np.floating, np.bool_)): setattr(self, f.name, v.item())
         self.validate()
 
 # %% ../nbs/04_tuning.ipynb #67e9a0b2
 def _checks(c:TuneConfig) -> list:
     "(is it bad, what to say) for every setting that cannot work."
     num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-    whole = lambda x: isinstance(x, int) and not isinstance(x, bool)
-    return [(not num(c.lr) or c.lr <= 0, f"lr must be positive, not {c.lr!r}"),
+    flags = [(f, getattr(c, f)) for f in ("eval_accuracy", "keep_init", "shared_prefix")]
+    return [*[(not isinstance(v, bool), f"{f} must be True or False, not {v!r}") for f, v in flags],
+            (not num(c.lr) or c.lr <= 0, f"lr must be positive, not {c.lr!r}"),
+            (not whole(c.seed), f"seed must be a whole number ≥ 0, not {c.seed!r}"),
             (not whole(c.batch_size) or c.batch_size < 1, f"batch_size must be at least 1, not {c.batch_size!r}"),
             (c.max_steps is not None and (not whole(c.max_steps) or c.max_steps < 1), f"max_steps must be at least 1, not {c.max_steps!r}"),
             (c.max_steps is None and (not num(c.epochs) or c.epochs <= 0), f"epochs must be positive, not {c.epochs!r}"),
@@ -307,7 +316,7 @@ def _train_step(lm:LM, active:list, cfg:TuneConfig, step:int) -> torch.Tensor:
     return torch.stack(losses).detach()
 
 # %% ../nbs/04_tuning.ipynb #b5b31d7e
-_CKPT_VERSION = 2
+_CKPT_VERSION = 3  # 3: plain containers only, read with `weights_only=True`
 
 def _state_hash(state) -> str:
     items = state.items() if isinstance(state, dict) else [("", state)]
@@ -323,18 +332,38 @@ def _ident(runs:list, cfg:TuneConfig) -> dict:
 _SAVED = ("best", "bad_evals", "run_loss", "history", "steps_done", "done")
 
 def _save(path:Path, ident:dict, step:int, runs:list):
-    state = [{"param": r.snap(), "opt": r.opt.state_dict(), "sched": r.sched.state_dict(), **{k: getattr(r, k) for k in _SAVED}} for r in runs]
-    with atomic_path(path) as tmp: torch.save({"ident": ident, "step": step, "runs": state}, tmp)
+    "Write every run's state as tensors and plain containers (no objects: reading it back runs no code)."
+    state = [{"param": r.snap(), "opt": r.opt.state_dict(), "sched": r.sched.state_dict(), **{k: _plain(getattr(r, k)) for k in _SAVED}} for r in runs]
+    with atomic_path(path) as tmp: torch.save({"tpv_checkpoint": _CKPT_VERSION, "ident": ident, "step": step, "runs": state}, tmp)
+
+def _plain(x):
+    "`x` with numpy numbers as Python numbers and the best state as a dict: what `torch.load(weights_only=True)` reads back."
+    if isinstance(x, Best): x = dict(vars(x))
+    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(_plain(v) for v in x)
+    return x.item() if isinstance(x, np.generic) else x
+
+def _ours(path:Path) -> bool:
+    "Does the file at `path` say it is a tpv checkpoint (torch's zip archive with tpv's marker key in its pickle)?"
+    with open(path, "rb") as f: head = f.read(1 << 16)
+    return head[:2] == b"PK" and b"tpv_checkpoint" in head
+
+def _read_checkpoint(path:Path) -> dict:
+    "The checkpoint at `path`, read with `weights_only=True` (a pickle that would run code is refused), or a `CheckpointError` that never offers to delete a file tpv did not write."
+    ours = _ours(path)
+    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if ours: raise CheckpointError(f"The checkpoint {path} is damaged ({type(e).__name__}); delete it to start the run over.") from None
+        ck = None
+    if isinstance(ck, dict) and ck.get("tpv_checkpoint") == _CKPT_VERSION: return ck
+    if ours: raise CheckpointError(f"The checkpoint {path} was written by another version of tpv; delete it to start the run over.")
+    raise CheckpointError(f"The checkpoint path {path} holds a file that is not a tpv checkpoint; tpv leaves it alone (and reads checkpoints "
+                          "without running code). Give the run another checkpoint path.")
 
 def _resume(path:Path, ident:dict, runs:list) -> int:
     "Restore every run from the checkpoint at `path`; return the step to continue from."
-    try: ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        if path.read_bytes()[:2] != b"PK":  # torch.save writes a zip archive: this file is something else, perhaps the user's
-            raise TpvError(f"The checkpoint path {path} holds a file that is not a tpv checkpoint; tpv leaves it alone. "
-                           "Give the run another checkpoint path.") from None
-        raise TpvError(f"The checkpoint {path} is damaged ({type(e).__name__}: {e}); delete it to start the run over.") from None
-    if not isinstance(ck, dict) or ck.get("ident") != ident:
+    ck = _read_checkpoint(path)
+    if ck.get("ident") != ident:
         raise TpvError(f"The checkpoint {path} belongs to another run (a different config, init, task or data); "
                        "delete it, or give this run its own checkpoint path.")
     for r, s in zip(runs, ck["runs"]):
@@ -342,6 +371,7 @@ def _resume(path:Path, ident:dict, runs:list) -> int:
         r.opt.load_state_dict(s["opt"])
         r.sched.load_state_dict(s["sched"])
         for k in _SAVED: setattr(r, k, s[k])
+        r.best = Best(**{**r.best, "key": tuple(r.best["key"])})
         for _ in range(r.steps_done):  # replay the batch order (no model work) so the data streams continue exactly
             for st in r.streams: next(st)
     return ck["step"] + 1

@@ -36,7 +36,9 @@ class TaskPromptVector:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tensor = self.tensor.detach().to("cpu", torch.float64).contiguous(); self.tasks = tuple(self.tasks)
+        self.tensor = self.tensor.detach().to("cpu", torch.float64).contiguous()
+        self.tasks = (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks)  # one task's name is one task, not its letters
+        if not all(isinstance(t, str) and t for t in self.tasks): raise VectorError(f"tasks are task names (strings), not {self.tasks!r}.")
         if not torch.isfinite(self.tensor).all(): raise VectorError("The task prompt vector contains NaN or inf values; it cannot be used.")
 
     @classmethod
@@ -124,7 +126,7 @@ def save_vector(v:TaskPromptVector, path:str|Path,
                 overwrite:bool=False, # replace `path` even if it holds something other than a saved vector
                ) -> Path:
     "Save a vector as `path/vector.safetensors` + `path/vector.json`."
-    check_target(path, _VECTOR_FILES, lambda p: (p/"vector.json").exists(), "a task prompt vector", overwrite)
+    check_target(path, _VECTOR_FILES, lambda p: (p/"vector.json").exists() and (p/"vector.safetensors").exists(), "a task prompt vector", overwrite)
     meta = {"tasks": list(v.tasks), "model": v.model, "kind": v.kind, "origin": v.origin, "origin_hash": v.origin_hash, "meta": v.meta}
     with atomic_dir(path) as d:
         save_file({"tau": v.tensor}, str(d/"vector.safetensors"))
@@ -157,6 +159,10 @@ def cosine(a, b, mode:str="flat") -> float:
     if mode == "flat": a, b = a.flatten(), b.flatten()
     elif mode == "mean": a, b = a.mean(0), b.mean(0)
     else: raise TpvError(f"Unknown similarity mode {mode!r}; use 'flat' or 'mean'.")
+    if a.shape != b.shape: raise VectorError(f"Cosine similarity needs equal shapes, not {tuple(a.shape)} and {tuple(b.shape)}.")
+    if not (a.abs().sum() > 0 and b.abs().sum() > 0):  # no direction: the cosine is undefined, not 0
+        raise VectorError(f"Cosine similarity is undefined for a zero vector{' (its token mean is zero)' if mode == 'mean' else ''}; "
+                          "a vector is zero when its prompt never moved from its origin.")
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 # %% ../nbs/06_vectors.ipynb #69baba8d
