@@ -1,12 +1,14 @@
 "`tpv reproduce --profile smoke` end to end: every output, the store making a second run cheap, and kills mid-sweep losing nothing."
-import json, os, random, signal, subprocess, sys, time
+import json, os, random, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import smoke_argv
-from tpv.experiments import EXPERIMENTS, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
+from tpv.experiments import EXPERIMENTS, TOLERANCE, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
+from tpv.prompts import SoftPrompt, load_prompt
 
 BIN = Path(sys.executable).parent
 
@@ -96,15 +98,42 @@ def test_parameter_typo_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path/"o").exists()
 
 
-def test_verify_reruns_stored_results(clean):
+def test_verify_reruns_stored_results(clean, tmp_path):
     "`tpv verify` recomputes a stored prompt and an evaluation from their records alone, and flags an altered one."
     d, _, _ = clean
     recs = RunStore(d/"store").records()
     prompt = recs[recs.kind == "prompt"].path.iloc[0]
     ev = recs[(recs.kind == "eval") & recs.prompt.notna()].path.iloc[0]
     r = subprocess.run([str(BIN/"tpv"), "verify", prompt, ev], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and r.stdout.count("MATCH") == 2, r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.count("IDENTICAL") == 2 and r.stdout.count("recorded on") == 2, r.stdout + r.stderr
     man = Path(ev)/"manifest.json"; m = json.loads(man.read_text()); m["result"]["accuracy"] += 0.25
     man.write_text(json.dumps(m))
     r = subprocess.run([str(BIN/"tpv"), "verify", ev], capture_output=True, text=True, timeout=600)
     assert r.returncode == 1 and "DIFFERS" in r.stdout
+
+
+def _made_elsewhere(store, path, scale):
+    "The prompt record at `path`, stored again as another machine would have made it: its tensor off by `scale` (relative), another host, CPU and torch."
+    man = json.loads((Path(path)/"manifest.json").read_text())
+    old = load_prompt(Path(path)/"prompt")
+    p = SoftPrompt(old.tensor + scale * old.tensor.abs().max() * torch.sign(old.tensor), old.model, old.kind, old.init, old.meta)
+    store.put("prompt", man["key"], man["result"], p, man["config"], man["data"])
+    man = json.loads((Path(path)/"manifest.json").read_text())
+    man.update(host="another-host", device="Intel Xeon with AMX", versions={**man["versions"], "torch": "2.99.0"},
+               precision={"bf16": False, "by": "TPV_PRECISION"})
+    (Path(path)/"manifest.json").write_text(json.dumps(man))
+
+
+@pytest.mark.parametrize("scale, said, status", [(1e-4, "SAME WITHIN TOLERANCE", 0), (0.05, "DIFFERS", 1)])
+def test_verify_across_machines_within_or_beyond_tolerance(clean, tmp_path, scale, said, status):
+    "A record made on another CPU, precision or torch: 'the same within tolerance' or 'differs', with the record's own machine in the output."
+    d, _, _ = clean
+    shutil.copytree(d/"store", tmp_path/"store")
+    store = RunStore(tmp_path/"store")
+    recs = store.records()
+    path = recs[recs.kind == "prompt"].path.iloc[0]
+    _made_elsewhere(store, path, scale)
+    r = subprocess.run([str(BIN/"tpv"), "verify", path], capture_output=True, text=True, timeout=600)
+    assert r.returncode == status and r.stdout.startswith(said), r.stdout + r.stderr
+    assert "recorded on another-host (Intel Xeon with AMX), fp32, torch 2.99.0" in r.stdout, r.stdout
+    assert "re-run on" in r.stdout and f"tolerance {TOLERANCE['prompt']:g}" in r.stdout

@@ -13,13 +13,13 @@ import pandas as pd
 import torch
 
 import tpv
-from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint, whole
+from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint, pid_alive, sweep, whole
 from .engine import ReadSpec
 from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
 from .prompts import SoftPrompt, load_prompt, make_origins, save_prompt
 from .tasks import get_task, load_split
-from .tuning import TuneConfig, tune_many
+from .tuning import CheckpointError, TuneConfig, tune_many
 from .regime import norm_ratio
 from .stats import collapse_share, fmt_ci, learned, majority_share
 from .vectors import save_figure
@@ -27,9 +27,10 @@ from .paper import PAPER
 from fastcore.basics import patch_to
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PROXIES', 'versions', 'data_fingerprint', 'StoreError', 'StoreWarning', 'Record', 'read_manifest',
-           'RunStore', 'Experiment', 'units', 'rerun', 'profile_parameters', 'ProfileError', 'check_profile',
-           'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce', 'write_readme']
+__all__ = ['TOLERANCE', 'EXPERIMENTS', 'PROXIES', 'OUT_MARK', 'RUN_MARK', 'versions', 'data_fingerprint', 'StoreError',
+           'StoreWarning', 'Record', 'read_manifest', 'RunStore', 'Experiment', 'units', 'rerun', 'profile_parameters',
+           'ProfileError', 'check_profile', 'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce',
+           'write_readme']
 
 # %% ../nbs/09_experiments.ipynb #4a443879
 def versions() -> dict:
@@ -48,7 +49,9 @@ def data_fingerprint(task:str) -> str:
         parts += [split, pd.util.hash_pandas_object(df, index=False).values.tobytes()]
     return fingerprint(*parts, n=12)
 
-def _slug(x) -> str: return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", str(x)).strip("-")[:60]
+def _slug(x) -> str:
+    "`x` as a safe piece of a file name: no separators, no leading dot (so never `.` or `..`), at most 60 characters."
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", str(x)).strip("-")[:60].lstrip(".")
 
 def _jsonable(x):
     if isinstance(x, dict): return {str(k): _jsonable(v) for k, v in x.items()}
@@ -91,25 +94,34 @@ def read_manifest(path:str|Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise StoreError(f"The record {path} is corrupt: its manifest.json is not JSON ({e}).") from None
     missing = [k for k in ("kind", "key", "result") if not isinstance(man, dict) or k not in man]
     if missing: raise StoreError(f"The record {path} is corrupt: its manifest.json lacks {', '.join(map(repr, missing))}.")
+    wrong = [k for k, t in (("kind", str), ("key", dict), ("result", dict)) if not isinstance(man[k], t)]
+    if wrong: raise StoreError(f"The record {path} is corrupt: in its manifest.json, {', '.join(map(repr, wrong))} are of the wrong type.")
     return man
 
 class RunStore:
     "Results on disk under one root, keyed by what produced them; finished work is never redone, and two processes never compute one record twice."
     def __init__(self, root:str|Path|None=None, # default: `$TPV_STORE`, else `<tpv cache>/store`
                  log=None): # called with a message when a damaged record is set aside (default: a `StoreWarning`)
-        self.root = Path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False)).expanduser()
+        self.root = Path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False)).expanduser().absolute()  # a relative store means from here, not from wherever a notebook runs
         try: self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise StoreError(f"The run store {self.root} cannot be created ({e.strerror}); pass a writable folder (--store or TPV_STORE).") from None
         if not self.root.is_dir(): raise StoreError(f"The run store {self.root} is not a folder; pass a folder (--store or TPV_STORE).")
         self.writable = os.access(self.root, os.W_OK | os.X_OK)  # a read-only store still serves the records it has
         self.log = log or (lambda m: warnings.warn(m, StoreWarning, stacklevel=4))
+        if self.writable:  # what writers killed mid-write left: their temporary folders, a record moved aside but not replaced
+            for d in [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))]: sweep(d)
     def __repr__(self): return f"RunStore({str(self.root)!r}{'' if self.writable else ', read-only'})"
 
     def path(self, kind:str, key:dict) -> Path:
-        "Where the record of `key` lives (whether or not it exists)."
+        "Where the record of `key` lives (whether or not it exists): always a folder of this store, never one a link leads to."
+        if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z0-9_]+", kind):
+            raise StoreError(f"A record kind is a name of letters, digits and underscores (like 'prompt' or 'eval'), not {kind!r}.")
+        if not isinstance(key, dict): raise StoreError(f"A record key is a dict, not {type(key).__name__}.")
+        if (self.root/kind).is_symlink():
+            raise StoreError(f"{self.root/kind} is a link; a run store holds its records itself, so tpv neither reads nor writes through it. Remove the link.")
         h = fingerprint(json.dumps(_jsonable(key), sort_keys=True), n=12)
         name = "_".join(_slug(key[k]) for k in _KEY_ORDER if key.get(k) not in (None, ""))
-        return self.root/_slug(kind)/f"{name}-{h}"
+        return self.root/kind/f"{name}-{h}"
 
 # %% ../nbs/09_experiments.ipynb #edf38934
 @patch_to(RunStore)
@@ -122,14 +134,26 @@ def get(self, kind:str, key:dict) -> Record|None:
         rec = Record(p, man, cached=True)
         if "prompt" in man.get("files", ()) or kind in _PROMPT_KINDS:
             rec.__dict__["prompt"] = load_prompt(p/"prompt")  # read now: a broken prompt is found here, not mid-experiment
-        return rec
+        return _check_record(rec, kind, key)
     except (StoreError, TpvError) as e: self._set_aside(p, str(e))
+
+def _check_record(rec:Record, kind:str, key:dict) -> Record:
+    "`rec` if it is the record of `key` and its prompt is the one it was stored with; else a `StoreError` that says which."
+    man, p = rec.manifest, rec.path
+    if man["kind"] != kind or man["key"] != _jsonable(key):
+        raise StoreError(f"The record {p} holds the result of another key (its manifest was copied or edited), so it is not served for this one.")
+    if rec.prompt is not None:
+        want = {"stored with": man.get("prompt_hash"), "of the origin": man["result"].get("hash") if kind == "origin" else None,
+                "evaluated": key.get("prompt") if kind == "eval" else None}
+        bad = [(what, h) for what, h in want.items() if h and h != rec.prompt.hash]
+        if bad: raise StoreError(f"The prompt in the record {p} does not match the hash {bad[0][1]} it was {bad[0][0]} (now {rec.prompt.hash}): it was changed after it was stored.")
+    return rec
 
 @patch_to(RunStore)
 def _set_aside(self, p:Path, why:str):
     "Move the damaged record `p` to `<root>/.corrupt/` and say so; in a read-only store, say how to fix it."
     if not self.writable: raise StoreError(f"{why} The store is read-only, so it cannot be set aside: delete {p}, or use a writable store.")
-    dest = self.root/".corrupt"/p.parent.name/f"{p.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    dest = self.root/".corrupt"/p.parent.name/f"{p.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     try: os.rename(p, dest)
     except FileNotFoundError: return  # another process set it aside first
@@ -141,6 +165,7 @@ def put(self, kind:str, key:dict, result:dict, prompt:SoftPrompt|None=None, conf
     "Write a record atomically (replacing one with the same key; two writers at once leave one complete record)."
     man = {"kind": kind, "key": _jsonable(key), "result": _jsonable(result), "config": _jsonable(config or {}),
            "data": data or {}, "versions": versions(), "seconds": seconds, "files": ["prompt"] if prompt is not None else [],
+           "prompt_hash": prompt.hash if prompt is not None else None,
            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "device": str(_device_name()),
            "precision": PRECISION_USED.get(key.get("model"))}
     p = self.path(kind, key)
@@ -291,7 +316,11 @@ def _tune_loop(self, jobs:list) -> list[Record]:
         ck = self.store.root/"checkpoints"/(fingerprint(json.dumps(_jsonable([keys[k] for k in todo]), sort_keys=True)) + ".ckpt")
         ck.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
-        res = tune_many(self.lm, [(_tasks(jobs[k][0]), self.origin(jobs[k][1])) for k in todo], self.config, progress=False, checkpoint=ck)
+        runs = [(_tasks(jobs[k][0]), self.origin(jobs[k][1])) for k in todo]
+        try: res = tune_many(self.lm, runs, self.config, progress=False, checkpoint=ck)
+        except CheckpointError as e:  # a file in the store's checkpoint folder that tpv cannot resume from (damaged, or planted): aside, start over
+            self.store._set_aside(ck, str(e))
+            res = tune_many(self.lm, runs, self.config, progress=False, checkpoint=ck)
         secs = round((time.time() - t0) / len(todo), 2)  # each run's share of the loop
         loop = [{"task": keys[k]["task"], "origin_hash": keys[k]["origin_hash"]} for k in todo]  # what `rerun` must train together to match bit for bit
         return [({"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history, "loop": loop, "loop_index": n},
@@ -403,43 +432,72 @@ def finish(self, **extra) -> Path:
     return p
 
 # %% ../nbs/09_experiments.ipynb #c83c0379
+TOLERANCE = {"origin": 1e-6, "prompt": 1e-2, "eval": 0.02} # what `rerun` accepts as "the same within tolerance" when the bits differ
+
 def _find_origin(root:Path, h:str) -> SoftPrompt:
     "The stored origin with content hash `h`."
-    for m in (root/"origin").glob("*/manifest.json"):
-        if json.loads(m.read_text())["result"].get("hash") == h: return load_prompt(m.parent/"prompt")
+    for m in sorted((root/"origin").glob("*/manifest.json")):
+        try: man = read_manifest(m.parent)
+        except StoreError: continue
+        if man["result"].get("hash") == h: return load_prompt(m.parent/"prompt")
     raise StoreError(f"No origin with hash {h} in the store {root}; re-run the experiment that made it.")
 
-def rerun(path:str|Path) -> dict:
-    "Recompute the stored result at `path` (a record folder) and report whether it matches."
-    path = Path(path)
-    man = read_manifest(path); kind, key, root = man["kind"], man["key"], path.parents[1]
-    rec = Record(path, man); t0 = time.time()
-    d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
-    data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
-    data_now = {t: data_fingerprint(t) for t in data_then}
-    now = versions()
-    out = {"record": str(path), "kind": kind, "data_changed": data_now != data_then,
-           "versions_changed": {k: (v, now.get(k)) for k, v in man["versions"].items() if now.get(k) != v}}
+def _machine(man:dict) -> dict:
+    "Where and how a record was computed: host, device, precision and versions (what another machine may differ in)."
+    v, p = man.get("versions"), man.get("precision")
+    v = v if isinstance(v, dict) else {}
+    prec = ("bf16" if p.get("bf16") else "fp32") if isinstance(p, dict) else "not recorded"
+    return {"host": man.get("host") or "not recorded", "device": man.get("device") or "not recorded", "precision": prec,
+            **{k: v.get(k, "not recorded") for k in ("torch", "transformers", "tpv")}}
+
+def _rel(new:torch.Tensor, old:torch.Tensor) -> float:
+    "The largest entry-wise difference, relative to the largest stored entry."
+    return float((new - old).abs().max() / old.abs().max().clamp_min(1e-12))
+
+def _redo(kind:str, man:dict, path:Path, lm) -> tuple:
+    "(stored, recomputed, difference) of the record: hashes and relative tensor difference, or metrics and the share of changed answers."
+    key, rec = man["key"], Record(path, man)
     if kind == "origin":
-        lm = load_lm(key["model"]); i = int(key["origin"].split("_")[1])
+        i = int(key["origin"].split("_")[1])
         new = make_origins(lm, i + 1, key["n_tokens"], key["seed"])[i]
-        out.update(stored=man["result"]["hash"], recomputed=new.hash)
-    elif kind == "prompt":
-        lm = load_lm(key["model"])
+        return man["result"]["hash"], new.hash, _rel(new.tensor, rec.prompt.tensor)
+    if kind == "prompt":
         cfg = TuneConfig.from_dict({"shared_prefix": False, **man["config"]})  # records made before the shared prefix: the per-row path
         loop = man["result"].get("loop") or [{"task": key["task"], "origin_hash": key["origin_hash"]}]  # tuned together in one loop: tune them together again
-        runs = [(j["task"].split("+"), _find_origin(root, j["origin_hash"])) for j in loop]
+        runs = [(j["task"].split("+"), _find_origin(path.parent.parent, j["origin_hash"])) for j in loop]
         new = tune_many(lm, runs, cfg, progress=False)[man["result"].get("loop_index", 0)].prompt
-        out.update(stored=rec.prompt.hash, recomputed=new.hash, max_abs_diff=float((new.tensor - rec.prompt.tensor).abs().max()))
-    elif kind == "eval":
-        if rec.prompt is None and key.get("prompt") is not None: raise StoreError(f"{path} does not hold the prompt it evaluated; it cannot be re-run.")
-        lm = load_lm(key["model"])
-        new = evaluate(lm, rec.prompt, key["task"], key["split"], n=key["n"], spec=key.get("reading") or key["style"], progress=False)
-        drop = ("seconds",)
-        out.update(stored={k: v for k, v in man["result"].items() if k not in drop}, recomputed={k: v for k, v in _jsonable(new).items() if k not in drop})
-    else: raise StoreError(f"Records of kind {kind!r} cannot be re-run yet; origin, prompt and eval records can.")
-    out["match"] = out["stored"] == out["recomputed"]; out["seconds"] = round(time.time() - t0, 1)
-    return out
+        return rec.prompt.hash, new.hash, _rel(new.tensor, rec.prompt.tensor)
+    if rec.prompt is None and key.get("prompt") is not None: raise StoreError(f"{path} does not hold the prompt it evaluated; it cannot be re-run.")
+    new = _jsonable(evaluate(lm, rec.prompt, key["task"], key["split"], n=key["n"], spec=key.get("reading") or key["style"], progress=False))
+    old, new = ({k: v for k, v in d.items() if k != "seconds"} for d in (man["result"], new))
+    changed = float(np.mean(np.asarray(old["preds"]) != np.asarray(new["preds"]))) if "preds" in old and len(old["preds"]) == len(new["preds"]) else 1.0
+    metrics = [abs(old[k] - new[k]) for k in old if isinstance(old[k], float) and isinstance(new.get(k), float)]
+    return old, new, max([changed, *metrics])
+
+def _rerun(path:Path, man:dict) -> dict:
+    kind, key = man["kind"], man["key"]
+    if kind not in TOLERANCE: raise StoreError(f"Records of kind {kind!r} cannot be re-run yet; origin, prompt and eval records can.")
+    d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
+    data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
+    then, t0 = _machine(man), time.time()
+    lm = load_lm(key["model"], bf16=then["precision"] == "bf16" if then["precision"] != "not recorded" else None)  # the record's own precision
+    stored, recomputed, diff = _redo(kind, man, path, lm)
+    now = {**_machine({"host": platform.node(), "device": str(_device_name()), "precision": lm.precision, "versions": versions()})}
+    status = "identical" if stored == recomputed else "within tolerance" if diff <= TOLERANCE[kind] else "differs"
+    return {"record": str(path), "kind": kind, "status": status, "match": status != "differs", "difference": diff, "tolerance": TOLERANCE[kind],
+            "stored": stored, "recomputed": recomputed, "made_on": then, "now_on": now, "seconds": round(time.time() - t0, 1),
+            "data_changed": {t: data_fingerprint(t) for t in data_then} != data_then,
+            "versions_changed": {k: (v, now[k]) for k, v in then.items() if k in ("torch", "transformers", "tpv") and now[k] != v}}
+
+def rerun(path:str|Path) -> dict:
+    "Recompute the stored result at `path` (a record folder) and say whether it is identical, the same within `TOLERANCE`, or different."
+    path = Path(path).expanduser().absolute()
+    man = read_manifest(path)
+    try: return _rerun(path, man)
+    except TpvError: raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # a record of an older layout, or one edited by hand
+        raise StoreError(f"The record {path} is of an older or unknown layout ({type(e).__name__}: {e}); it cannot be re-run. "
+                         "Compute it again with the experiment that made it.") from None
 
 # %% ../nbs/09_experiments.ipynb #0de3bcd6
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
@@ -543,22 +601,34 @@ def _check_run(only, timeout) -> list:
         raise TpvError(f"--timeout is the seconds a cell may run, at least 1 (leave it out for none), not {timeout!r}.")
     return list(only or EXPERIMENTS)
 
-def _alive(pid:int) -> bool:
-    try: os.kill(pid, 0); return True
-    except ProcessLookupError: return False
-    except PermissionError: return True
+OUT_MARK, RUN_MARK = ".tpv-reproduce", ".tpv-running" # the files that make an output folder, and a run's scratch folder in it, tpv's
+_README_HEAD = "# Results of `tpv reproduce"
+
+def _check_out(out:Path):
+    "Refuse an `--out` that is not tpv's to write: empty, a file, or a folder of someone else's files."
+    if str(out) == "": raise TpvError("--out names no folder of its own; give a folder for the figures, tables and README (default: paper_figures).")
+    if out.exists() and not out.is_dir(): raise TpvError(f"--out {out} is a file; give a folder for the figures, tables and README.")
+    if out.is_dir() and not (out/OUT_MARK).is_file() and (theirs := sorted(p.name for p in out.iterdir())):
+        raise TpvError(f"--out {out} holds files tpv did not write ({', '.join(theirs[:3])}{', ...' if len(theirs) > 3 else ''}); "
+                       "give a new or empty folder, or one an earlier `tpv reproduce` wrote.")
+    readme = out/"README.md"
+    if readme.exists() and not readme.read_text(encoding="utf-8", errors="replace").startswith(_README_HEAD):
+        raise TpvError(f"{readme} is not a README tpv wrote, and tpv would replace it; move it, or give another --out.")
 
 def _prepare_out(out:Path) -> Path:
-    "Create `<out>/notebooks`, check that it can be written, and remove what killed runs left there."
-    if out.exists() and not out.is_dir(): raise TpvError(f"--out {out} is a file; give a folder for the figures, tables and README.")
+    "Claim `out` as tpv's (`_check_out`), create `<out>/notebooks`, check that it can be written, and remove what killed runs left there."
+    _check_out(out)
     nbd = out/"notebooks"
     try:
         nbd.mkdir(parents=True, exist_ok=True)
+        if not (out/OUT_MARK).exists(): atomic_write(out/OUT_MARK, "Written by `tpv reproduce`: tpv writes into this folder, and only into folders that hold this file.\n")
         with tempfile.TemporaryFile(dir=nbd): pass
     except OSError as e: raise TpvError(f"Cannot write to --out {out} ({e.strerror}); give a writable folder.") from None
-    for d in nbd.glob(".running-*"):  # `.running-<pid>-...` of a run that no longer lives (killed, or out of power)
-        pid = d.name.split("-")[1]
-        if not (pid.isdigit() and _alive(int(pid))): shutil.rmtree(d, ignore_errors=True)
+    for d in nbd.glob(".running-*"):  # the scratch folder of a run that no longer lives (killed, or out of power): only tpv's own
+        try: owner = json.loads((d/RUN_MARK).read_text())
+        except (OSError, ValueError): continue  # not a folder tpv made: left alone
+        if isinstance(owner, dict) and owner.get("host") == platform.node() and isinstance(owner.get("pid"), int) and not pid_alive(owner["pid"]):
+            shutil.rmtree(d, ignore_errors=True)
     return nbd
 
 # %% ../nbs/09_experiments.ipynb #c3859a4c
@@ -577,6 +647,7 @@ def _run_notebook(name:str, profile:str, nbs:Path, nbd:Path, params:dict, timeou
     dest, failed = nbd/f"{name}_{profile}.ipynb", nbd/f"{name}_{profile}.failed.ipynb"
     resume = "finished work is in the store, so running the same command again resumes"
     with tempfile.TemporaryDirectory(dir=nbd, prefix=f".running-{os.getpid()}-") as tmpd:
+        (Path(tmpd)/RUN_MARK).write_text(json.dumps({"host": platform.node(), "pid": os.getpid()}))
         part = Path(tmpd)/dest.name  # the executed notebook appears under its name only when it finished
         try:
             pm.execute_notebook(str(nbs/f"{name}.ipynb"), str(part), parameters=params, kernel_name="python3", language="python",
@@ -606,8 +677,9 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper
               timeout:int|None=None, # per-cell timeout in seconds (default: none)
              ) -> dict:
     "Run the experiment notebooks of `profile` through papermill and write `<out>/README.md`."
+    if out is None or str(out) == "": raise TpvError("--out names no folder; give a folder for the figures, tables and README (default: paper_figures).")
     params = profile_parameters(profile); out = Path(out); nbs = notebooks_dir()
-    names = _check_run(only, timeout)
+    names = _check_run(only, timeout); _check_out(out)
     st = RunStore(store)
     runs = {n: check_parameters(nbs/f"{n}.ipynb", {**params[n], **(overrides or {}), "store": str(st.root), "out_dir": str(out.resolve())}) for n in names}
     nbd = _prepare_out(out)
