@@ -82,6 +82,45 @@ def test_second_reproduce_on_one_store_waits_and_reuses(tmp_path):
     assert (tmp_path/"a"/"README.md").exists() and (tmp_path/"b"/"README.md").exists()
 
 
+REPLACING = """
+    import sys
+    import tpv.io
+    if sys.argv[2] == "fallback": tpv.io._RENAMEAT2 = None  # a system without the atomic swap: the old record is moved aside first
+    from tpv.experiments import RunStore
+    s, i = RunStore(sys.argv[1]), 0
+    print("ready", flush=True)
+    while True:
+        i += 1; s.put("eval", {"model": "m", "task": "t"}, {"i": i, "pad": "x" * 50000})
+"""
+
+
+@pytest.mark.parametrize("how, kills", [("exchange", 20), ("fallback", 10)])
+def test_a_record_replaced_under_kill_9_is_never_lost(tmp_path, how, kills):
+    "Before: `put` moved the old record aside, then renamed the new one in; a kill -9 between the two lost the record (17 of 20 kills)."
+    import random
+    key, rng = {"model": "m", "task": "t"}, random.Random(3)
+    E.RunStore(tmp_path/"s").put("eval", key, {"i": 0})
+    for n in range(kills):
+        p = _py(REPLACING, tmp_path/"s", how)
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        time.sleep(rng.uniform(0.05, 0.6))  # somewhere among hundreds of replacements
+        p.kill(); p.wait()
+        rec = E.RunStore(tmp_path/"s").get("eval", key)  # opening the store cleans up after the killed writer
+        assert rec is not None and isinstance(rec.result["i"], int), f"kill {n}: the record is gone"
+        left = sorted(q.name for q in (tmp_path/"s"/"eval").iterdir())
+        assert len(left) == 1 and not left[0].startswith("."), f"kill {n}: {left}"  # no temporary folder stays behind
+
+
+def test_a_relative_store_is_the_folder_the_user_named(tmp_path):
+    "Before: a relative --store or TPV_STORE was resolved in the notebooks' folder (the checkout, or site-packages), and the named store stayed empty."
+    before = sorted(p.name for p in E.notebooks_dir().iterdir())
+    r = subprocess.run([str(BIN/"tpv"), "reproduce", "--profile", "smoke", "--only", "similarity", "--out", "figs"], cwd=tmp_path,
+                       env=_env(TPV_STORE="my-store"), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert len(E.RunStore(tmp_path/"my-store").records("prompt")) > 0 and (tmp_path/"figs"/"README.md").exists()
+    assert sorted(p.name for p in E.notebooks_dir().iterdir()) == before  # nothing landed beside the notebooks
+
+
 # ---- every failure of the command is one line ----------------------------------------------------------------------------
 
 def _start_smoke(tmp_path, *extra):

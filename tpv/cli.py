@@ -65,6 +65,11 @@ def cmd_verify(args) -> int:
     return 1 if bad else 0
 
 # %% ../nbs/10_cli.ipynb #57aa009c
+def _path(s:str) -> str:
+    "A path argument: any text the filesystem can take (no NUL byte, which no path can hold)."
+    if "\x00" in s: raise argparse.ArgumentTypeError(f"{s!r} is not a path: it holds a NUL byte")
+    return s
+
 def parser() -> argparse.ArgumentParser:
     "The `tpv` argument parser."
     p = argparse.ArgumentParser(prog="tpv", description="Task Prompt Vectors (Belanec et al., arXiv 2408.01119): "
@@ -75,13 +80,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the model names tpv knows").set_defaults(fn=cmd_models)
     r = sub.add_parser("reproduce", help="run the paper's experiments and render paper_figures/")
     r.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default: cpu)")
-    r.add_argument("--out", default="paper_figures", help="where figures, tables, executed notebooks and README.md go (default: paper_figures)")
-    r.add_argument("--store", default=None, help="the run store (default: $TPV_STORE, else <tpv cache>/store)")
+    r.add_argument("--out", default="paper_figures", type=_path, help="where figures, tables, executed notebooks and README.md go (default: paper_figures)")
+    r.add_argument("--store", default=None, type=_path, help="the run store (default: $TPV_STORE, else <tpv cache>/store)")
     r.add_argument("--only", default=None, help=f"a comma-separated subset of: {', '.join(EXPERIMENTS)}")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     r.set_defaults(fn=cmd_reproduce)
     v = sub.add_parser("verify", help="re-run stored results (run-store record folders) and report whether they match")
-    v.add_argument("records", nargs="+", help="record folders, e.g. ~/.cache/tpv/store/prompt/<name>")
+    v.add_argument("records", nargs="+", type=_path, help="record folders, e.g. ~/.cache/tpv/store/prompt/<name>")
     v.set_defaults(fn=cmd_verify)
     return p
 

@@ -40,7 +40,9 @@ class ReadSpec:
     peft_t5_split: bool = False # PEFT's T5 encoder/decoder prompt split (faithful mode)
 
     def __post_init__(self):
-        if self.style is not None and self.style not in STYLES: raise SpecError(f"Unknown style {self.style!r}; use one of {STYLES}.")
+        if self.style is not None and (not isinstance(self.style, str) or self.style not in STYLES): raise SpecError(f"Unknown style {self.style!r}; use one of {STYLES}.")
+        if not (self.chat is None or isinstance(self.chat, bool)): raise SpecError(f"chat is True, False or None (by model), not {self.chat!r}.")
+        if not isinstance(self.peft_t5_split, bool): raise SpecError(f"peft_t5_split is True or False, not {self.peft_t5_split!r}.")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise SpecError(f"max_length must be a positive whole number of tokens, not {self.max_length!r}.")
 
@@ -58,6 +60,9 @@ class ReadSpec:
         if isinstance(spec, ReadSpec): return spec
         if spec is None: return cls()
         if isinstance(spec, str): return cls(style=spec)
+        if not isinstance(spec, dict): raise SpecError(f"A reading spec is a ReadSpec, its dict, a style name or None, not {type(spec).__name__}.")
+        unknown = sorted(set(map(str, spec)) - {f.name for f in fields(cls)})
+        if unknown: raise SpecError(f"A reading spec has no field {', '.join(map(repr, unknown))}; its fields: {', '.join(f.name for f in fields(cls))}.")
         return cls(**spec)
 
 # %% ../nbs/03_engine.ipynb #c018f960

@@ -18,7 +18,7 @@ from .io import TpvError, did_you_mean, whole
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .engine import PromptModule, ReadSpec, encode, generate, score_choices
-from .tasks import Task, get_task, load_split, subsample
+from .tasks import Task, check_seed, get_task, load_split, subsample
 
 # %% auto #0
 __all__ = ['parse_label', 'compute_metrics', 'metric_names', 'check_metric', 'reading_of', 'predict', 'evaluate', 'evaluate_many']
@@ -152,7 +152,7 @@ def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str,
              method:str|None=None, spec:ReadSpec|dict|str|None=None, batch_size:int=32, max_new_tokens:int|None=None,
              seed:int=42, progress:bool=True) -> dict:
     "The task's metrics for `prompt` (or no prompt) on a split, with how they were obtained."
-    task = get_task(task); _check_n(n)
+    task = get_task(task); _check_n(n); check_seed(seed)
     df = subsample(task, load_split(task, split), n, seed)
     t0 = time.time()
     read = reading_of(lm, prompt, spec)

@@ -163,12 +163,13 @@ def _set_aside(self, p:Path, why:str):
 def put(self, kind:str, key:dict, result:dict, prompt:SoftPrompt|None=None, config:dict|None=None,
         data:dict|None=None, seconds:float|None=None) -> Record:
     "Write a record atomically (replacing one with the same key; two writers at once leave one complete record)."
+    p = self.path(kind, key)  # checks the kind and the key
+    if not isinstance(result, dict): raise StoreError(f"A record's result is a dict, not {type(result).__name__}.")
     man = {"kind": kind, "key": _jsonable(key), "result": _jsonable(result), "config": _jsonable(config or {}),
            "data": data or {}, "versions": versions(), "seconds": seconds, "files": ["prompt"] if prompt is not None else [],
            "prompt_hash": prompt.hash if prompt is not None else None,
            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "device": str(_device_name()),
            "precision": PRECISION_USED.get(key.get("model"))}
-    p = self.path(kind, key)
     try:
         with atomic_dir(p) as d:
             if prompt is not None: save_prompt(prompt, d/"prompt")

@@ -20,7 +20,7 @@ from .evaluation import compute_metrics, evaluate, evaluate_many, predict
 from .io import TpvError, whole
 from .models import LM
 from .prompts import SoftPrompt
-from .tasks import few_shot, frame_fingerprint, get_task
+from .tasks import check_seed, few_shot, frame_fingerprint, get_task
 from .engine import PromptModule
 from .tuning import TuneConfig, tune, tune_many
 from .vectors import TaskPromptVector
@@ -205,10 +205,11 @@ class FewShotResult:
     history: list = field(default_factory=list)
 
 
-def _check_shots(shots):
-    "A number of shots: a whole number of 0 or more."
+def _check_shots(shots, seed=42):
+    "A number of shots (a whole number of 0 or more) and a data seed, checked before any work."
     if not whole(shots, least=-math.inf): raise InitError(f"shots is a whole number of examples, not {shots!r}.")  # any sign: checked next
     if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
+    check_seed(seed)
 
 def few_shot_run(lm:LM, target:str, # the target task
                  init:str|SoftPrompt|PromptModule, # an init name (needs `sources`), or the start itself
@@ -220,7 +221,7 @@ def few_shot_run(lm:LM, target:str, # the target task
                  progress:bool=True) -> FewShotResult:
     "Prompt-tune `init` on `shots` examples of `target` and score it on the test split."
     target = get_task(target).name
-    _check_shots(shots)
+    _check_shots(shots, seed)
     if isinstance(init, str):
         if sources is None: raise InitError(f"Init {init!r} is a name; pass the `sources` it is built from.")
         start = init_prompt(init, sources)
@@ -253,7 +254,7 @@ def few_shot_cell(lm:LM, target:str, # the target task
                   progress:bool=True) -> dict:
     "Every start of one (target, shots) cell: soft prompts tuned in one `tune_many` loop and scored in one K-prompt pass."
     target = get_task(target).name
-    _check_shots(shots)
+    _check_shots(shots, seed)
     cfg = (config or few_shot_config(shots)).validate()
     soft = {k: s for k, s in starts.items() if isinstance(s, SoftPrompt)}
     out = {k: few_shot_run(lm, target, s, shots, cfg, n_test=n_test, seed=seed, progress=progress)

@@ -24,6 +24,13 @@ __all__ = ['ADAPTER_CONFIG', 'ADAPTER_WEIGHTS', 'ADAPTER_LEGACY', 'PromptError',
 class PromptError(TpvError, ValueError):
     "A soft prompt that does not fit, is corrupt, or is not a prompt at all."
 
+def _real_tensor(x, what:str="A soft prompt") -> torch.Tensor:
+    "`x` (a tensor, array or nested list of real numbers) as a detached tensor, or a `PromptError`."
+    try: t = x.detach() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    except (TypeError, ValueError, RuntimeError): raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.") from None
+    if t.is_complex() or t.dtype == torch.bool: raise PromptError(f"{what} is a tensor of real numbers, not of {t.dtype}.")
+    return t
+
 @dataclass(eq=False)
 class SoftPrompt:
     "A soft prompt: `rows` × `width` float32 tensor, with the model it belongs to and how it was made."
@@ -34,7 +41,10 @@ class SoftPrompt:
     meta: dict = field(default_factory=dict) # anything else worth keeping (origin, task, step, ...)
 
     def __post_init__(self):
-        self.tensor = self.tensor.detach().to("cpu", torch.float32).contiguous()
+        self.tensor = _real_tensor(self.tensor, "A soft prompt").to("cpu", torch.float32).contiguous()
+        if not isinstance(self.model, str): raise PromptError(f"A soft prompt's model is a model name (str), not {self.model!r}.")
+        if self.kind not in ("causal", "seq2seq"): raise PromptError(f"A soft prompt's kind is 'causal' or 'seq2seq', not {self.kind!r}.")
+        if not isinstance(self.meta, dict): raise PromptError(f"A soft prompt's meta is a dict, not {type(self.meta).__name__}.")
         if self.tensor.ndim != 2: raise PromptError(f"A soft prompt is a 2-D tensor (rows × width), not shape {tuple(self.tensor.shape)}.")
         if not torch.isfinite(self.tensor).all():
             raise PromptError("The soft prompt contains NaN or inf values; it cannot be used (a diverged run? lower the learning rate).")

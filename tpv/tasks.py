@@ -14,20 +14,26 @@ import pandas as pd
 from .io import TpvError, atomic_path, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, whole
 
 # %% auto #0
-__all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'stratified_sample', 'TaskError', 'HubSource', 'Task', 'default_style', 'stsb_target',
-           'target_text', 'format_example', 'UnknownTaskError', 'list_tasks', 'get_task', 'apply_split_rule',
-           'TaskDataError', 'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot', 'frame_fingerprint',
-           'FrameError', 'check_frame']
+__all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'check_seed', 'stratified_sample', 'TaskError', 'HubSource', 'Task', 'default_style',
+           'stsb_target', 'target_text', 'format_example', 'UnknownTaskError', 'list_tasks', 'get_task',
+           'apply_split_rule', 'TaskDataError', 'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot',
+           'frame_fingerprint', 'FrameError', 'check_frame']
 
 # %% ../nbs/01_tasks.ipynb #82ca8636
+def check_seed(seed) -> int:
+    "`seed` as an int, if it is a whole number numpy can seed with (0 … 2³² − 1); else a `TpvError`, before any work is done."
+    if not whole(seed) or seed >= 2**32: raise TpvError(f"A seed is a whole number from 0 to 2**32 - 1, not {seed!r}.")
+    return int(seed)
+
 def stratified_sample(labels, # one label (or stratum) per example
                       n:int, # how many to draw
                       seed:int=42, # the paper's seed
                      ) -> np.ndarray:
     "Sorted indices of `n` examples drawn with the label proportions of `labels`."
     labels = np.asarray(labels); N = len(labels)
+    if not whole(n): raise TpvError(f"The number of examples to draw is a whole number of 0 or more, not {n!r}.")
     if not 0 <= n <= N: raise TpvError(f"Cannot draw {n} examples from {N}; ask for at most {N}.")
-    rng = np.random.RandomState(seed)
+    rng = np.random.RandomState(check_seed(seed))
     classes, counts = np.unique(labels, return_counts=True)
     quota = counts * n / N
     take = np.floor(quota).astype(int)
@@ -41,6 +47,18 @@ def stratified_sample(labels, # one label (or stratum) per example
 # %% ../nbs/01_tasks.ipynb #b5269814
 class TaskError(TpvError, ValueError):
     "A task definition that cannot work."
+
+_KINDS = ("classification", "regression", "generation")
+
+def _check_task(t) -> None:
+    "A task's name, fields, template and kind are what they must be, and a classification task has label words that work (`_check_label_words`)."
+    strs = lambda x: isinstance(x, (list, tuple)) and all(isinstance(v, str) and v for v in x)
+    bad = [(not (isinstance(t.name, str) and t.name.strip()), f"a name, not {t.name!r}"), (not strs(t.fields), f"its input fields as names, not {t.fields!r}"),
+           (not isinstance(t.t5_template, str), f"a template string, not {t.t5_template!r}"), (t.kind not in _KINDS, f"a kind in {_KINDS}, not {t.kind!r}"),
+           (not (isinstance(t.labels, (list, tuple)) and all(isinstance(w, str) for w in t.labels)), f"its label words as a list of strings, not {t.labels!r}")]
+    msgs = [m for b, m in bad if b]
+    if msgs: raise TaskError(f"A task needs {'; '.join(msgs)}.")
+    if t.kind == "classification": _check_label_words(t)
 
 def _check_label_words(t) -> None:
     "A classification task needs two or more label words, all different: words that repeat make their classes indistinguishable."
@@ -80,8 +98,7 @@ class Task:
     source: str = "" # one line: where the data comes from
     note: str = "" # deviations from the official code, and why
 
-    def __post_init__(self):
-        if self.kind == "classification": _check_label_words(self)
+    def __post_init__(self): _check_task(self)
 
     @property
     def instruct_labels(self) -> tuple:
@@ -427,6 +444,8 @@ def check_frame(task:str|Task, df, # a task and the examples given for it
     "Return `df` if it holds examples of `task` (its text columns and a valid `label`), else raise `FrameError`."
     task = get_task(task)
     if not isinstance(df, pd.DataFrame): raise FrameError(f"The {what} for task {task.name!r} must be a pandas DataFrame, not {type(df).__name__}.")
+    twice = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if twice: raise FrameError(f"The {what} for task {task.name!r} has more than one column named {', '.join(map(repr, twice))}; give each column once.")
     missing = [c for c in (*task.fields, "label") if c not in df.columns]
     if missing: raise FrameError(f"The {what} for task {task.name!r} lacks column(s) {', '.join(map(repr, missing))}; it needs {', '.join(map(repr, (*task.fields, 'label')))}.")
     for f in task.fields:

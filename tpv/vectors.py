@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .io import TpvError, atomic_dir, atomic_path, check_target
-from .prompts import SoftPrompt, model_card
+from .prompts import PromptError, SoftPrompt, _real_tensor, model_card
 
 # %% auto #0
 __all__ = ['VectorError', 'TaskPromptVector', 'check_compatible', 'apply_to', 'save_vector', 'load_vector', 'cosine',
@@ -36,9 +36,14 @@ class TaskPromptVector:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tensor = self.tensor.detach().to("cpu", torch.float64).contiguous()
-        self.tasks = (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks)  # one task's name is one task, not its letters
-        if not all(isinstance(t, str) and t for t in self.tasks): raise VectorError(f"tasks are task names (strings), not {self.tasks!r}.")
+        try: self.tensor = _real_tensor(self.tensor, "A task prompt vector").to("cpu", torch.float64).contiguous()
+        except PromptError as e: raise VectorError(str(e)) from None
+        if self.tensor.ndim != 2: raise VectorError(f"A task prompt vector is a 2-D tensor (rows × width), not shape {tuple(self.tensor.shape)}.")
+        tasks = (self.tasks,) if isinstance(self.tasks, str) else self.tasks  # one task's name is one task, not its letters
+        if not isinstance(tasks, (list, tuple)) or not all(isinstance(t, str) and t for t in tasks):
+            raise VectorError(f"tasks are task names (a name, or a list of names), not {self.tasks!r}.")
+        self.tasks = tuple(tasks)
+        if not isinstance(self.model, str): raise VectorError(f"A vector's model is a model name (str), not {self.model!r}.")
         if not torch.isfinite(self.tensor).all(): raise VectorError("The task prompt vector contains NaN or inf values; it cannot be used.")
 
     @classmethod
