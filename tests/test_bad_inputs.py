@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import tpv.tasks
-from tpv.arithmetic import add_tasks, combine
+from tpv.arithmetic import add_tasks, combine, search_lambda
 from tpv.evaluation import evaluate
 from tpv.experiments import RunStore, StoreWarning, check_parameters, check_profile, notebooks_dir, reproduce, rerun
 from tpv.initialization import Sources, few_shot_run, init_prompt
 from tpv.io import cache_dir
 from tpv.models import load_lm
 from tpv.prompts import SoftPrompt, check_fits, load_prompt, make_origins, save_prompt
-from tpv.tasks import few_shot, get_task
+from tpv.tasks import Task, check_frame, few_shot, get_task
 from tpv.engine import ReadSpec, encode
 from tpv.tuning import TuneConfig, tune
 from tpv.vectors import TaskPromptVector, cosine, load_vector, save_vector, similarity_matrix
@@ -97,6 +97,60 @@ def damaged_record(tmp, what):
     got = s.cached("origin", key, lambda: ({"hash": o.hash}, o))
     assert got.prompt.hash == o.hash and not got.cached  # recomputed
     assert len(list((tmp/"s"/".corrupt").glob("*/*"))) == 1  # the damaged copy, kept aside
+
+
+def planted_checkpoint(tmp):
+    "A pickle planted at a checkpoint path: reading it the old way (weights_only=False) would run its code and create `pwned`."
+    marker = tmp/"pwned"
+    class Evil:
+        def __reduce__(self): return (exec, (f"open({str(marker)!r}, 'w')",))
+    f = tmp/"planted.ckpt"; torch.save({"ident": Evil()}, f)
+    return f
+
+
+def store_with(tmp, damage):
+    "A record of a shared store damaged on purpose, then asked for: set aside with a warning, never served."
+    s = RunStore(tmp/"s"); a, b = {"model": "m", "task": "A"}, {"model": "m", "task": "B"}
+    s.put("eval", a, {"accuracy": 0.1}); s.put("eval", b, {"accuracy": 0.9})
+    o = SoftPrompt(torch.ones(2, 4), "m"); ok = {"model": "m", "origin": "origin_0"}; s.put("origin", ok, {"hash": o.hash}, o)
+    if damage == "other-key": shutil.copy(s.path("eval", b)/"manifest.json", s.path("eval", a)/"manifest.json")
+    if damage == "wrong-type": (s.path("eval", a)/"manifest.json").write_text('{"kind": "eval", "key": [1], "result": "x"}')
+    if damage == "edited": save_prompt(SoftPrompt(o.tensor * 2, "m"), s.path("origin", ok)/"prompt", overwrite=True)
+    assert (s.get("origin", ok) if damage == "edited" else s.get("eval", a)) is None
+    assert not (tmp/"pwned").exists()
+
+
+def users_vector_folder(tmp):
+    "A folder of the user's own that holds files named like a saved vector's (vector.json, README.md)."
+    user_dir(tmp, "vector.json")
+    return user_dir(tmp, "README.md")
+
+
+def linked_store(tmp):
+    s = RunStore(tmp/"s"); (tmp/"elsewhere").mkdir(); os.symlink(tmp/"elsewhere", s.root/"eval")
+    return s
+
+
+def marked_out(tmp, readme):
+    "An output folder an earlier `tpv reproduce` wrote, where someone has since put a README of their own."
+    d = tmp/"figs"; d.mkdir(); (d/".tpv-reproduce").write_text("tpv"); (d/"README.md").write_text(readme)
+    return d
+
+
+def inconsistent_adapter(tmp, prompt, lm, field, value):
+    def edit(d):
+        f = d/"adapter_config.json"; f.write_text(json.dumps({**json.loads(f.read_text()), field: value}))
+    return adapter(tmp, prompt, lm, edit)
+
+
+def edited_adapter(tmp, prompt, lm):
+    def edit(d):
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+        w = d/"adapter_model.safetensors"
+        with safe_open(str(w), "pt") as f: md = f.metadata()
+        save_file({"prompt_embeddings": prompt.tensor + 1}, str(w), metadata=md)
+    return adapter(tmp, prompt, lm, edit)
 
 
 CASES = {  # id: (what is done, the exception's type, what its message must say)
@@ -189,6 +243,32 @@ CASES = {  # id: (what is done, the exception's type, what its message must say)
     "read-only-store-lacks-result": (lambda lm, p, tmp: read_only_store(tmp).cached('eval', {'k': 1}, lambda: {'a': 1}), "StoreError", 'is read-only and lacks'),
     "corrupt-store-record": (lambda lm, p, tmp: damaged_record(tmp, 'manifest'), "StoreWarning", 'Moved it to'),
     "record-missing-prompt": (lambda lm, p, tmp: damaged_record(tmp, 'prompt'), "StoreWarning", 'is computed again'),
+    "checkpoint-planted-pickle": (lambda lm, p, tmp: tune(lm, 'rt_polarity', p[0], TuneConfig(max_steps=1), train=rows(8), validation=rows(8), progress=False, checkpoint=planted_checkpoint(tmp)), "CheckpointError", 'not a tpv checkpoint; tpv leaves it alone'),
+    "store-kind-climbs-out": (lambda lm, p, tmp: RunStore(tmp/'s').put('..', {'k': 1}, {}), "StoreError", 'A record kind is a name'),
+    "store-kind-is-a-link": (lambda lm, p, tmp: linked_store(tmp).put('eval', {'k': 1}, {}), "StoreError", 'is a link'),
+    "store-manifest-of-another-key": (lambda lm, p, tmp: store_with(tmp, 'other-key'), "StoreWarning", 'holds the result of another key'),
+    "store-manifest-wrong-type": (lambda lm, p, tmp: store_with(tmp, 'wrong-type'), "StoreWarning", 'of the wrong type'),
+    "store-prompt-edited": (lambda lm, p, tmp: store_with(tmp, 'edited'), "StoreWarning", 'changed after it was stored'),
+    "out-holds-user-files": (lambda lm, p, tmp: reproduce('smoke', out=user_dir(tmp, 'README.md'), store=tmp/'s'), "TpvError", 'holds files tpv did not write (README.md)'),
+    "out-empty": (lambda lm, p, tmp: reproduce('smoke', out='', store=tmp/'s'), "TpvError", '--out names no folder'),
+    "out-readme-not-tpvs": (lambda lm, p, tmp: reproduce('smoke', out=marked_out(tmp, '# My notes'), store=tmp/'s'), "TpvError", 'is not a README tpv wrote'),
+    "save-vector-over-user-vector-json": (lambda lm, p, tmp: save_vector(p[3], users_vector_folder(tmp)), "OverwriteError", '(README.md)'),
+    "lambda-score-not-a-number": (lambda lm, p, tmp: search_lambda(lambda l: None), "VectorError", 'must be a finite number'),
+    "add-tasks-other-origin": (lambda lm, p, tmp: add_tasks(lm, p[1], [p[3]]), "VectorError", 'pass cross_origin=True'),
+    "add-tasks-unknown-metric": (lambda lm, p, tmp: add_tasks(lm, p[0], [p[3]], metric='acc'), "TpvError", "has no metric 'acc'"),
+    "adapter-tokens-disagree": (lambda lm, p, tmp: load_prompt(inconsistent_adapter(tmp, p[0], lm, 'num_virtual_tokens', 9)), "PromptError", '9 virtual tokens'),
+    "adapter-width-disagrees": (lambda lm, p, tmp: load_prompt(inconsistent_adapter(tmp, p[0], lm, 'token_dim', 7)), "PromptError", 'token_dim 7'),
+    "adapter-edited": (lambda lm, p, tmp: load_prompt(edited_adapter(tmp, p[0], lm)), "PromptError", 'changed after tpv saved it'),
+    "cosine-of-zero": (lambda lm, p, tmp: cosine(p[3], p[3] * 0), "VectorError", 'undefined for a zero vector'),
+    "vector-tasks-not-names": (lambda lm, p, tmp: TaskPromptVector(p[3].tensor, None, 'm'), "VectorError", 'tasks are task names'),
+    "flag-as-text": (lambda lm, p, tmp: TuneConfig(keep_init='false'), "ConfigError", "keep_init must be True or False, not 'false'"),
+    "seed-negative": (lambda lm, p, tmp: few_shot('rt_polarity', 4, seed=-1), "TpvError", 'A seed is a whole number'),
+    "label-words-repeat": (lambda lm, p, tmp: Task('mine', ('text',), 'mine text: {text}', ('yes', 'yes')), "TaskError", 'to more than one class'),
+    "frame-duplicate-columns": (lambda lm, p, tmp: check_frame('rt_polarity', pd.concat([rows(2), rows(2)[['sentence']]], axis=1)), "FrameError", 'more than one column'),
+    "reading-spec-unknown-field": (lambda lm, p, tmp: ReadSpec.of({'styl': 't5'}), "SpecError", "has no field 'styl'"),
+    "prompt-not-a-tensor": (lambda lm, p, tmp: SoftPrompt(None, 'm'), "PromptError", 'a tensor of real numbers'),
+    "verify-old-layout": (lambda lm, p, tmp: rerun(record_with(tmp, '{"kind": "prompt", "key": {"model": "tiny-llama"}, "result": {}}')), "StoreError", 'older or unknown layout'),
+    "verify-manifest-wrong-type": (lambda lm, p, tmp: rerun(record_with(tmp, '{"kind": "eval", "key": [], "result": 1}')), "StoreError", 'of the wrong type'),
 }
 
 

@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import tpv.experiments as E
 from tpv.cli import main
 from tpv.engine import ReadSpec, encode
 from tpv.io import TpvError
 from tpv.models import load_lm
-from tpv.prompts import SoftPrompt
+from tpv.prompts import SoftPrompt, load_prompt
 from tpv.tasks import Task, check_frame, few_shot, get_task
 from tpv.tuning import TuneConfig
-from tpv.vectors import TaskPromptVector
+from tpv.vectors import TaskPromptVector, load_vector
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -109,6 +109,8 @@ def test_sampling_takes_whole_counts_and_seeds_or_refuses(n, seed):
 
 @SETTINGS
 @given(st.one_of(VALUES, ODD_TEXT), VALUES, VALUES)
+@example("\x00", {"a": 1}, {}).via("a NUL byte in a store path")
+@example("..", {"model": ".."}, {}).via("a kind that climbs out")
 def test_the_store_works_or_refuses(kind, key, result):
     store = E.RunStore(tempfile.mkdtemp())
     rec = refused_cleanly(lambda: store.put(kind, key, result))
@@ -116,6 +118,7 @@ def test_the_store_works_or_refuses(kind, key, result):
         assert rec.path.resolve().is_relative_to(store.root.resolve())
         assert store.get(kind, key).result == rec.manifest["result"]
     refused_cleanly(lambda: E.RunStore(kind if isinstance(kind, str) and kind else None))
+    for load in (load_prompt, load_vector): refused_cleanly(lambda: load(kind))
 
 
 WORDS = st.sampled_from(["smoke", "cpu", "paper", "cpus", "similarity", "addition,few_shot", "", " ", ",", "0", "5", "-1", "abc", "1e3",
@@ -128,6 +131,9 @@ ARGV = st.sampled_from(sorted(OPTIONS)).flatmap(lambda cmd: st.lists(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(ARGV)
+@example(["reproduce", "--out", "\x00"]).via("a NUL byte in a path")
+@example(["verify", "a\x00b"]).via("a NUL byte in a record path")
+@example(["reproduce", "--profile", "smoke", "--out", ""]).via("an empty --out")
 def test_the_command_line_answers_every_argument_list_in_one_line(monkeypatch, argv):
     "No argument list gives a traceback: each ends in an exit status, with at most one line of error. (The notebooks themselves are not run.)"
     monkeypatch.setattr(E, "_run_notebook", lambda *a, **k: None)
@@ -144,3 +150,12 @@ def test_the_command_line_answers_every_argument_list_in_one_line(monkeypatch, a
     if code and code != 2 or not err.getvalue(): return
     lines = [l for l in err.getvalue().splitlines() if l.startswith("tpv:")]
     assert len(lines) <= 1, (argv, err.getvalue())
+
+
+def test_numpy_numbers_are_taken_as_numbers(tiny):
+    "Counts and settings that come out of numpy or pandas (np.int64(5) steps) are the numbers they are, with the same store keys."
+    from tpv.prompts import make_origins
+    assert TuneConfig(max_steps=np.int64(5), lr=np.float32(0.5), keep_init=np.bool_(True)).hash() == TuneConfig(max_steps=5, lr=0.5, keep_init=True).hash()
+    assert ReadSpec(max_length=np.int64(64), peft_t5_split=np.bool_(False)) == ReadSpec(max_length=64)
+    assert [o.hash for o in make_origins(tiny, np.int64(2), np.int64(3))] == [o.hash for o in make_origins(tiny, 2, 3)]
+    assert few_shot("rt_polarity", np.int64(4), np.int64(1)).equals(few_shot("rt_polarity", 4, 1))

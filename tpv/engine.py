@@ -40,6 +40,8 @@ class ReadSpec:
     peft_t5_split: bool = False # PEFT's T5 encoder/decoder prompt split (faithful mode)
 
     def __post_init__(self):
+        for f in ("max_length", "chat", "peft_t5_split"):  # numpy numbers and flags are the Python ones they stand for
+            if isinstance(getattr(self, f), (np.integer, np.bool_)): object.__setattr__(self, f, getattr(self, f).item())
         if self.style is not None and (not isinstance(self.style, str) or self.style not in STYLES): raise SpecError(f"Unknown style {self.style!r}; use one of {STYLES}.")
         if not (self.chat is None or isinstance(self.chat, bool)): raise SpecError(f"chat is True, False or None (by model), not {self.chat!r}.")
         if not isinstance(self.peft_t5_split, bool): raise SpecError(f"peft_t5_split is True or False, not {self.peft_t5_split!r}.")

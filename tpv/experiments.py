@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 import tpv
-from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint, pid_alive, sweep, whole
+from .io import TpvError, atomic_dir, atomic_write, cache_dir, did_you_mean, file_lock, fingerprint, pid_alive, sweep, user_path, whole
 from .engine import ReadSpec
 from .evaluation import evaluate, evaluate_many
 from .models import LM, PRECISION_USED, load_lm
@@ -102,7 +102,7 @@ class RunStore:
     "Results on disk under one root, keyed by what produced them; finished work is never redone, and two processes never compute one record twice."
     def __init__(self, root:str|Path|None=None, # default: `$TPV_STORE`, else `<tpv cache>/store`
                  log=None): # called with a message when a damaged record is set aside (default: a `StoreWarning`)
-        self.root = Path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False)).expanduser().absolute()  # a relative store means from here, not from wherever a notebook runs
+        self.root = user_path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False), "run store").absolute()  # a relative store means from here, not from wherever a notebook runs
         try: self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e: raise StoreError(f"The run store {self.root} cannot be created ({e.strerror}); pass a writable folder (--store or TPV_STORE).") from None
         if not self.root.is_dir(): raise StoreError(f"The run store {self.root} is not a folder; pass a folder (--store or TPV_STORE).")
@@ -492,7 +492,7 @@ def _rerun(path:Path, man:dict) -> dict:
 
 def rerun(path:str|Path) -> dict:
     "Recompute the stored result at `path` (a record folder) and say whether it is identical, the same within `TOLERANCE`, or different."
-    path = Path(path).expanduser().absolute()
+    path = user_path(path, "record").absolute()
     man = read_manifest(path)
     try: return _rerun(path, man)
     except TpvError: raise

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it f
 
 # %% auto #0
 __all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'pid_alive', 'sweep',
-           'OverwriteError', 'check_target', 'file_lock', 'fingerprint', 'did_you_mean', 'whole', 'sha256_file',
-           'RegistryError', 'pip_download', 'hub_reachable']
+           'OverwriteError', 'user_path', 'check_target', 'file_lock', 'fingerprint', 'did_you_mean', 'whole',
+           'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
 
 # %% ../nbs/00_io.ipynb #4db580f2
 class TpvError(Exception):
@@ -164,6 +164,14 @@ def _tpv_card(p:Path) -> bool:
     try: return "Saved by tpv" in p.read_text(encoding="utf-8", errors="replace")[:4096]
     except OSError: return False
 
+def user_path(path, # a path a caller gave
+              what:str="path", # how the error names it
+             ) -> Path:
+    "`path` as a `Path` (with `~` expanded), or a `TpvError` when it cannot name a file: not text, empty, or holding a NUL byte."
+    if not isinstance(path, (str, os.PathLike)) or not str(path) or "\x00" in str(path):
+        raise TpvError(f"The {what} {path!r} cannot name a file; give a non-empty path without NUL bytes.")
+    return Path(path).expanduser()
+
 def check_target(path:str|Path, # the folder a save would create or replace
                  own:set, # the file names the artefact itself consists of
                  is_same, # (folder) → bool: does it hold an artefact of this kind?
@@ -171,7 +179,7 @@ def check_target(path:str|Path, # the folder a save would create or replace
                  overwrite:bool=False, # replace whatever is there
                 ) -> Path:
     "Raise `OverwriteError` unless saving `what` to `path` replaces nothing but an earlier artefact of the same kind."
-    path = Path(path)
+    path = user_path(path, "path to save to")
     if overwrite or not os.path.lexists(path): return path
     if not path.is_dir():
         raise OverwriteError(f"{path} is a file; saving {what} there would delete it. Save to a new folder, or pass overwrite=True to replace it.")

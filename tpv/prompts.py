@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir, check_target, fingerprint, whole
+from .io import TpvError, atomic_dir, check_target, fingerprint, user_path, whole
 from .models import HUB_IDS, LM
 
 # %% auto #0
@@ -181,7 +181,7 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
 
 def load_prompt(path:str|Path) -> SoftPrompt:
     "Read a PEFT prompt-tuning adapter directory (written by tpv or by PEFT) as a `SoftPrompt`."
-    path = Path(path)
+    path = user_path(path, "adapter path")
     if not path.is_dir(): raise PromptError(f"{path} is not a directory; a prompt is a PEFT adapter directory.")
     cfg_f = path/ADAPTER_CONFIG
     if not cfg_f.exists(): raise PromptError(f"{path} has no {ADAPTER_CONFIG}; it is not a PEFT adapter (save it with tpv or PEFT's save_pretrained).")

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir, atomic_path, check_target
+from .io import TpvError, atomic_dir, atomic_path, check_target, user_path
 from .prompts import PromptError, SoftPrompt, _real_tensor, model_card
 
 # %% auto #0
@@ -144,7 +144,7 @@ def save_vector(v:TaskPromptVector, path:str|Path,
 
 def load_vector(path:str|Path) -> TaskPromptVector:
     "Load a vector saved by `save_vector`."
-    path = Path(path)
+    path = user_path(path, "vector path")
     if not (path/"vector.safetensors").exists() or not (path/"vector.json").exists():
         raise VectorError(f"{path} is not a saved task prompt vector (needs vector.safetensors and vector.json).")
     try:
