@@ -181,7 +181,7 @@ CASES = {  # id: (what is done, the exception's type, what its message must say)
     "more-shots-than-data": (lambda lm, p, tmp: few_shot("rt_polarity", 10**7), "TpvError", "cannot draw 10000000 shots"),
     "negative-shots": (lambda lm, p, tmp: few_shot_run(lm, "rt_polarity", p[0], -1), "InitError", "shots cannot be negative"),
     "label-word-tokenises-to-nothing": (lambda lm, p, tmp: encode(lm, replace(get_task("rt_polarity"), labels=("", "positive")), tpv.tasks.load_split("rt_polarity", "train").head(4)),
-                                        "TpvError", "check the label words"),
+                                        "TaskError", "needs at least two non-empty label words"),
     "unknown-notebook-parameter": (lambda lm, p, tmp: check_parameters(notebooks_dir()/"few_shot.ipynb", {"shotz": [0, 10]}), "ParameterError", "did you mean 'shots'"),
     "negative-learning-rate": (lambda lm, p, tmp: TuneConfig(lr=-0.3).validate(), "ConfigError", "lr must be positive"),
     "zero-steps": (lambda lm, p, tmp: TuneConfig(max_steps=0).validate(), "ConfigError", "max_steps must be at least 1"),

@@ -208,3 +208,29 @@ def test_instruct_style_uses_the_chat_template_when_there_is_one():
     plain = encode(lm, "rt_polarity", TOY.head(2), ReadSpec(style="instruct", chat=False))
     assert plain.src[0][0] != 3 and len(plain.src[0]) < len(enc.src[0])
     assert encode(lm, "rt_polarity", TOY.head(2), spec="t5").src[0][0] != 3  # the t5 style never uses it
+
+
+def test_the_cache_goes_by_the_name_the_model_declares():
+    "transformers 5.24 renamed the models' `past_key_values` to `cache` (removed in 5.40); the engine follows each model's own forward, before and after."
+    from dataclasses import dataclass
+    from tpv.engine import _cache_in, _cache_out
+
+    class Before(torch.nn.Module):
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None): return inputs_embeds
+
+    class After(torch.nn.Module):
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None): return inputs_embeds
+
+    assert list(_cache_in(Before(), "kv")) == ["past_key_values"] and list(_cache_in(After(), "kv")) == ["cache"]
+
+    @dataclass
+    class OldOut:
+        last_hidden_state: object = None
+        past_key_values: object = None
+
+    @dataclass
+    class NewOut:
+        last_hidden_state: object = None
+        cache: object = None
+
+    assert _cache_out(OldOut(past_key_values="kv")) == "kv" and _cache_out(NewOut(cache="kv")) == "kv"

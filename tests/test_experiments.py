@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import smoke_argv
-from tpv.experiments import EXPERIMENTS, TOLERANCE, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
+from tpv.experiments import EXPERIMENTS, OUT_MARK, TOLERANCE, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
 from tpv.prompts import SoftPrompt, load_prompt
 
 BIN = Path(sys.executable).parent
@@ -45,7 +45,7 @@ def test_smoke_run_writes_every_output(clean):
     assert "## The paper's claims against this run" in readme and "cross_origin" in readme and "few-shot" in readme
     assert "mixed / original" in (out/"cross_origin_table1_tiny-llama_smoke.md").read_text()
     assert "[similarity" in stdout and "(4/4) few_shot done" in stdout  # progress from inside the notebooks reaches the terminal
-    assert not list(out.glob(".*")) and not list((out/"notebooks").glob(".*"))  # nothing temporary left
+    assert [p.name for p in out.glob(".*")] == [OUT_MARK] and not list((out/"notebooks").glob(".*"))  # nothing temporary left; the folder is marked as tpv's
 
 
 def test_second_run_takes_everything_from_the_store(clean):
@@ -106,6 +106,8 @@ def test_verify_reruns_stored_results(clean, tmp_path):
     ev = recs[(recs.kind == "eval") & recs.prompt.notna()].path.iloc[0]
     r = subprocess.run([str(BIN/"tpv"), "verify", prompt, ev], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.count("IDENTICAL") == 2 and r.stdout.count("recorded on") == 2, r.stdout + r.stderr
+    r = subprocess.run([str(BIN/"tpv"), "verify", "."], cwd=prompt, capture_output=True, text=True, timeout=600)  # from inside the record
+    assert r.returncode == 0 and r.stdout.startswith("IDENTICAL"), r.stdout + r.stderr
     man = Path(ev)/"manifest.json"; m = json.loads(man.read_text()); m["result"]["accuracy"] += 0.25
     man.write_text(json.dumps(m))
     r = subprocess.run([str(BIN/"tpv"), "verify", ev], capture_output=True, text=True, timeout=600)

@@ -26,6 +26,7 @@ class PromptError(TpvError, ValueError):
 
 def _real_tensor(x, what:str="A soft prompt") -> torch.Tensor:
     "`x` (a tensor, array or nested list of real numbers) as a detached tensor, or a `PromptError`."
+    if not (torch.is_tensor(x) or isinstance(x, (np.ndarray, list, tuple))): raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.")
     try: t = x.detach() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     except (TypeError, ValueError, RuntimeError): raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.") from None
     if t.is_complex() or t.dtype == torch.bool: raise PromptError(f"{what} is a tensor of real numbers, not of {t.dtype}.")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_tuning.ipynb #1176d635
 from __future__ import annotations
-import json, math, time
+import json, math, time, warnings
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Sequence
@@ -351,7 +351,10 @@ def _ours(path:Path) -> bool:
 def _read_checkpoint(path:Path) -> dict:
     "The checkpoint at `path`, read with `weights_only=True` (a pickle that would run code is refused), or a `CheckpointError` that never offers to delete a file tpv did not write."
     ours = _ours(path)
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file that is not its own; the answer below says what it is
+            warnings.simplefilter("ignore", UserWarning)
+            ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         if ours: raise CheckpointError(f"The checkpoint {path} is damaged ({type(e).__name__}); delete it to start the run over.") from None
         ck = None
