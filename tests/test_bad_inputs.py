@@ -99,13 +99,14 @@ def damaged_record(tmp, what):
     assert len(list((tmp/"s"/".corrupt").glob("*/*"))) == 1  # the damaged copy, kept aside
 
 
-def planted_checkpoint(tmp):
-    "A pickle planted at a checkpoint path: reading it the old way (weights_only=False) would run its code and create `pwned`."
+def tune_from_planted_checkpoint(lm, p, tmp):
+    "Tune with a pickle planted at the checkpoint path: reading it the old way (weights_only=False) ran its code, which creates `pwned`."
     marker = tmp/"pwned"
     class Evil:
         def __reduce__(self): return (exec, (f"open({str(marker)!r}, 'w')",))
     f = tmp/"planted.ckpt"; torch.save({"ident": Evil()}, f)
-    return f
+    try: tune(lm, 'rt_polarity', p[0], TuneConfig(max_steps=1), train=rows(8), validation=rows(8), progress=False, checkpoint=f)
+    finally: assert not marker.exists() and f.exists()  # no code ran, and the file is left where it was
 
 
 def store_with(tmp, damage):
@@ -117,7 +118,6 @@ def store_with(tmp, damage):
     if damage == "wrong-type": (s.path("eval", a)/"manifest.json").write_text('{"kind": "eval", "key": [1], "result": "x"}')
     if damage == "edited": save_prompt(SoftPrompt(o.tensor * 2, "m"), s.path("origin", ok)/"prompt", overwrite=True)
     assert (s.get("origin", ok) if damage == "edited" else s.get("eval", a)) is None
-    assert not (tmp/"pwned").exists()
 
 
 def users_vector_folder(tmp):
@@ -243,7 +243,7 @@ CASES = {  # id: (what is done, the exception's type, what its message must say)
     "read-only-store-lacks-result": (lambda lm, p, tmp: read_only_store(tmp).cached('eval', {'k': 1}, lambda: {'a': 1}), "StoreError", 'is read-only and lacks'),
     "corrupt-store-record": (lambda lm, p, tmp: damaged_record(tmp, 'manifest'), "StoreWarning", 'Moved it to'),
     "record-missing-prompt": (lambda lm, p, tmp: damaged_record(tmp, 'prompt'), "StoreWarning", 'is computed again'),
-    "checkpoint-planted-pickle": (lambda lm, p, tmp: tune(lm, 'rt_polarity', p[0], TuneConfig(max_steps=1), train=rows(8), validation=rows(8), progress=False, checkpoint=planted_checkpoint(tmp)), "CheckpointError", 'not a tpv checkpoint; tpv leaves it alone'),
+    "checkpoint-planted-pickle": (tune_from_planted_checkpoint, "CheckpointError", 'not a tpv checkpoint; tpv leaves it alone'),
     "store-kind-climbs-out": (lambda lm, p, tmp: RunStore(tmp/'s').put('..', {'k': 1}, {}), "StoreError", 'A record kind is a name'),
     "store-kind-is-a-link": (lambda lm, p, tmp: linked_store(tmp).put('eval', {'k': 1}, {}), "StoreError", 'is a link'),
     "store-manifest-of-another-key": (lambda lm, p, tmp: store_with(tmp, 'other-key'), "StoreWarning", 'holds the result of another key'),

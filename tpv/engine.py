@@ -216,7 +216,7 @@ def _prompted(lm:LM, prompts, ids:torch.Tensor, attention_mask:torch.Tensor, src
     return x, mask, P, dec_prompt
 
 # %% ../nbs/03_engine.ipynb #7ea8622b
-_CACHE_KW = {} # model class → the keyword its forward takes a KV cache by
+_CACHE_KW, _CACHE_FIELD = {}, {} # model class → the keyword its forward takes a KV cache by; output class → the field it returns it in
 
 def _cache_in(model, cache) -> dict:
     "`{keyword: cache}` for `model`'s forward: `cache` from transformers 5.24 (which deprecates `past_key_values`), `past_key_values` before."
@@ -226,7 +226,9 @@ def _cache_in(model, cache) -> dict:
 
 def _cache_out(o):
     "The KV cache a model's output holds, under its current name (`cache`) or its earlier one (`past_key_values`)."
-    return getattr(o, "cache" if "cache" in {f.name for f in fields(o)} else "past_key_values")
+    kind = type(o)
+    if kind not in _CACHE_FIELD: _CACHE_FIELD[kind] = "cache" if "cache" in {f.name for f in fields(o)} else "past_key_values"
+    return getattr(o, _CACHE_FIELD[kind])
 
 def _layers(cache) -> list:
     "[(keys, values)] per layer of a transformers cache (5.x `layers`, or 4.x key/value lists)."

@@ -481,9 +481,9 @@ def _rerun(path:Path, man:dict) -> dict:
     d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
     data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
     then, t0 = _machine(man), time.time()
-    lm = load_lm(key["model"], bf16=then["precision"] == "bf16" if then["precision"] != "not recorded" else None)  # the record's own precision
+    lm = load_lm(key["model"], bf16={"bf16": True, "fp32": False}.get(then["precision"]))  # the record's own precision (none recorded: this machine's)
     stored, recomputed, diff = _redo(kind, man, path, lm)
-    now = {**_machine({"host": platform.node(), "device": str(_device_name()), "precision": lm.precision, "versions": versions()})}
+    now = _machine({"host": platform.node(), "device": str(_device_name()), "precision": lm.precision, "versions": versions()})
     status = "identical" if stored == recomputed else "within tolerance" if diff <= TOLERANCE[kind] else "differs"
     return {"record": str(path), "kind": kind, "status": status, "match": status != "differs", "difference": diff, "tolerance": TOLERANCE[kind],
             "stored": stored, "recomputed": recomputed, "made_on": then, "now_on": now, "seconds": round(time.time() - t0, 1),
@@ -606,8 +606,7 @@ OUT_MARK, RUN_MARK = ".tpv-reproduce", ".tpv-running" # the files that make an o
 _README_HEAD = "# Results of `tpv reproduce"
 
 def _check_out(out:Path):
-    "Refuse an `--out` that is not tpv's to write: empty, a file, or a folder of someone else's files."
-    if str(out) == "": raise TpvError("--out names no folder of its own; give a folder for the figures, tables and README (default: paper_figures).")
+    "Refuse an `--out` that is not tpv's to write: a file, a folder of someone else's files, or a README tpv did not write."
     if out.exists() and not out.is_dir(): raise TpvError(f"--out {out} is a file; give a folder for the figures, tables and README.")
     if out.is_dir() and not (out/OUT_MARK).is_file() and (theirs := sorted(p.name for p in out.iterdir())):
         raise TpvError(f"--out {out} holds files tpv did not write ({', '.join(theirs[:3])}{', ...' if len(theirs) > 3 else ''}); "
@@ -751,7 +750,7 @@ def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:floa
         p = out/f"{n}_{_slug(model)}_{profile}.json"
         if p.exists(): sums.append(json.loads(p.read_text()))
     used = {k: t for s in sums for k, t in s.get("records", {}).items()}  # each stored result once, however many experiments use it
-    L = [f"# Results of `tpv reproduce --profile {profile}`", "",
+    L = [f"{_README_HEAD} --profile {profile}`", "",
          f"Rendered by `tpv reproduce --profile {profile}` (tpv {tpv.__version__}) on {platform.node() or 'this machine'} "
          f"({_device_name()}, {torch.get_num_threads()} threads), model `{model}`, finished {time.strftime('%Y-%m-%d %H:%M')}. "
          f"This invocation took {seconds / 60:.1f} min (per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k, t in timing.items()) + "); "

@@ -14,7 +14,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # a kernel wit
 from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it from here, after that filter
 
 # %% auto #0
-__all__ = ['TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'pid_alive', 'sweep',
+__all__ = ['CARD_MARK', 'TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'pid_alive', 'sweep',
            'OverwriteError', 'user_path', 'check_target', 'file_lock', 'fingerprint', 'did_you_mean', 'whole',
            'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
 
@@ -110,7 +110,8 @@ def _publish(tmp:Path, path:Path, keep:bool):
         finally: shutil.rmtree(old, ignore_errors=True)
     raise OSError(errno.EBUSY, f"could not publish {path}: other writers kept replacing it")
 
-_WRITER = f"{re.sub(r'[^A-Za-z0-9]', '_', socket.gethostname())[:40]}-{os.getpid()}" # names a writer's temporary folders: host and process
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40]
+_WRITER = f"{_HOST}-{os.getpid()}" # names a writer's temporary folders: host and process
 
 @contextmanager
 def atomic_dir(path:str|Path, # the folder to create or replace
@@ -137,7 +138,7 @@ _LEFT = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)\.[a-z
 
 def _dead(m:re.Match, p:Path, stale:float) -> bool:
     "Did the writer of leftover `p` die: a process of this host that is gone, or one of another host silent for `stale` seconds?"
-    if m["host"] == _WRITER.rsplit("-", 1)[0]: return not pid_alive(int(m["pid"]))
+    if m["host"] == _HOST: return not pid_alive(int(m["pid"]))
     try: return time.time() - p.stat().st_mtime > stale
     except FileNotFoundError: return False
 
@@ -159,9 +160,11 @@ def sweep(folder:str|Path, # a folder `atomic_dir` writes into
 class OverwriteError(TpvError, FileExistsError):
     "A save would replace something tpv did not write."
 
+CARD_MARK = "Saved by tpv" # how every model card tpv writes begins its body (`tpv.prompts.model_card`)
+
 def _tpv_card(p:Path) -> bool:
     "Is `p` a model card tpv wrote (it says so in its first lines)?"
-    try: return "Saved by tpv" in p.read_text(encoding="utf-8", errors="replace")[:4096]
+    try: return CARD_MARK in p.read_text(encoding="utf-8", errors="replace")[:4096]
     except OSError: return False
 
 def user_path(path, # a path a caller gave

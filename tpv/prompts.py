@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import TpvError, atomic_dir, check_target, fingerprint, user_path, whole
+from .io import CARD_MARK, TpvError, atomic_dir, check_target, fingerprint, user_path, whole
 from .models import HUB_IDS, LM
 
 # %% auto #0
@@ -147,7 +147,7 @@ def model_card(title:str, # what the artefact is
     import tpv
     head = ["---", f"base_model: {json.dumps(HUB_IDS.get(model, model))}", "library_name: peft", "tags:",
             *[f"- {t}" for t in ("prompt-tuning", "tpv", *tags)], "---", ""]
-    body = [f"# {title}", "", f"Saved by tpv {tpv.__version__}: task prompt vectors (Belanec et al., arXiv 2408.01119).", ""]
+    body = [f"# {title}", "", f"{CARD_MARK} {tpv.__version__}: task prompt vectors (Belanec et al., arXiv 2408.01119).", ""]
     body += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in facts.items() if v not in (None, "", {}, [])]
     return "\n".join(head + body) + "\n"
 

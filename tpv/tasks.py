@@ -14,15 +14,19 @@ import pandas as pd
 from .io import TpvError, atomic_path, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, whole
 
 # %% auto #0
-__all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'check_seed', 'stratified_sample', 'TaskError', 'HubSource', 'Task', 'default_style',
-           'stsb_target', 'target_text', 'format_example', 'UnknownTaskError', 'list_tasks', 'get_task',
-           'apply_split_rule', 'TaskDataError', 'read_jsonl_gz', 'task_splits', 'load_split', 'subsample', 'few_shot',
-           'frame_fingerprint', 'FrameError', 'check_frame']
+__all__ = ['STYLES', 'TASKS', 'DATA_DIR', 'is_seed', 'check_seed', 'stratified_sample', 'TaskError', 'HubSource', 'Task',
+           'default_style', 'stsb_target', 'target_text', 'format_example', 'UnknownTaskError', 'list_tasks',
+           'get_task', 'apply_split_rule', 'TaskDataError', 'read_jsonl_gz', 'task_splits', 'load_split', 'subsample',
+           'few_shot', 'frame_fingerprint', 'FrameError', 'check_frame']
 
 # %% ../nbs/01_tasks.ipynb #82ca8636
+def is_seed(seed) -> bool:
+    "Is `seed` a whole number numpy can seed with (0 … 2³² − 1)?"
+    return whole(seed) and seed < 2**32
+
 def check_seed(seed) -> int:
-    "`seed` as an int, if it is a whole number numpy can seed with (0 … 2³² − 1); else a `TpvError`, before any work is done."
-    if not whole(seed) or seed >= 2**32: raise TpvError(f"A seed is a whole number from 0 to 2**32 - 1, not {seed!r}.")
+    "`seed` as an int, if `is_seed`; else a `TpvError`, before any work is done."
+    if not is_seed(seed): raise TpvError(f"A seed is a whole number from 0 to 2**32 - 1, not {seed!r}.")
     return int(seed)
 
 def stratified_sample(labels, # one label (or stratum) per example

@@ -20,7 +20,7 @@ from sklearn.metrics import f1_score
 from .engine import Encoded, PromptModule, ReadSpec, choice_logprobs, collate, encode, length_grouped_batches, score_choices, target_logprobs, target_nll
 from .models import LM
 from .prompts import SoftPrompt, check_fits
-from .tasks import Task, check_frame, frame_fingerprint, get_task, load_split, subsample
+from .tasks import Task, check_frame, frame_fingerprint, get_task, is_seed, load_split, subsample
 
 # %% auto #0
 __all__ = ['LOSSES', 'SELECTIONS', 'ConfigError', 'CheckpointError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune',
@@ -78,7 +78,7 @@ def _checks(c:TuneConfig) -> list:
     flags = [(f, getattr(c, f)) for f in ("eval_accuracy", "keep_init", "shared_prefix")]
     return [*[(not isinstance(v, bool), f"{f} must be True or False, not {v!r}") for f, v in flags],
             (not num(c.lr) or c.lr <= 0, f"lr must be positive, not {c.lr!r}"),
-            (not whole(c.seed), f"seed must be a whole number ≥ 0, not {c.seed!r}"),
+            (not is_seed(c.seed), f"seed must be a whole number from 0 to 2**32 - 1, not {c.seed!r}"),
             (not whole(c.batch_size) or c.batch_size < 1, f"batch_size must be at least 1, not {c.batch_size!r}"),
             (c.max_steps is not None and (not whole(c.max_steps) or c.max_steps < 1), f"max_steps must be at least 1, not {c.max_steps!r}"),
             (c.max_steps is None and (not num(c.epochs) or c.epochs <= 0), f"epochs must be positive, not {c.epochs!r}"),
