@@ -11,7 +11,9 @@ import torch
 import tpv.tasks
 from tpv.arithmetic import add_tasks, combine, search_lambda
 from tpv.evaluation import evaluate
-from tpv.experiments import RunStore, StoreWarning, check_parameters, check_profile, notebooks_dir, reproduce, rerun
+from tpv.store import RunStore, StoreWarning
+from tpv.reproduce import check_parameters, notebooks_dir, reproduce, rerun
+from tpv.profiles import check_profile, get_profile
 from tpv.initialization import Sources, few_shot_run, init_prompt
 from tpv.io import cache_dir
 from tpv.models import load_lm
@@ -182,7 +184,10 @@ CASES = {  # id: (what is done, the exception's type, what its message must say)
     "negative-shots": (lambda lm, p, tmp: few_shot_run(lm, "rt_polarity", p[0], -1), "InitError", "shots cannot be negative"),
     "label-word-tokenises-to-nothing": (lambda lm, p, tmp: encode(lm, replace(get_task("rt_polarity"), labels=("", "positive")), tpv.tasks.load_split("rt_polarity", "train").head(4)),
                                         "TaskError", "needs at least two non-empty label words"),
-    "unknown-notebook-parameter": (lambda lm, p, tmp: check_parameters(notebooks_dir()/"few_shot.ipynb", {"shotz": [0, 10]}), "ParameterError", "did you mean 'shots'"),
+    "unknown-notebook-parameter": (lambda lm, p, tmp: check_parameters(notebooks_dir()/"few_shot.ipynb", {"override": {}}), "ParameterError", "did you mean 'overrides'"),
+    "unknown-profile-setting": (lambda lm, p, tmp: get_profile("cpu", {"few_shot.shot": [0, 10]}), "ProfileError", "did you mean 'few_shot.shots'"),
+    "profile-setting-wrong-type": (lambda lm, p, tmp: get_profile("cpu", {"n_test": "all"}), "ProfileError", "n_test is None or int, not 'all'"),
+    "unknown-merge-setting": (lambda lm, p, tmp: combine([p[3], p[3]], "ties", densty=0.3), "VectorError", "did you mean 'density'"),
     "negative-learning-rate": (lambda lm, p, tmp: TuneConfig(lr=-0.3).validate(), "ConfigError", "lr must be positive"),
     "zero-steps": (lambda lm, p, tmp: TuneConfig(max_steps=0).validate(), "ConfigError", "max_steps must be at least 1"),
     "zero-batch-size": (lambda lm, p, tmp: tune(lm, "rt_polarity", p[0], TuneConfig(batch_size=0)), "ConfigError", "batch_size must be at least 1"),

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from conftest import smoke_argv
-from tpv.experiments import EXPERIMENTS, OUT_MARK, TOLERANCE, ParameterError, RunStore, check_parameters, notebooks_dir, profile_parameters
+from tpv.profiles import EXPERIMENTS, PROFILES
+from tpv.reproduce import OUT_MARK, TOLERANCE, ParameterError, check_parameters, notebooks_dir
+from tpv.store import RunStore
 from tpv.prompts import SoftPrompt, load_prompt
 
 BIN = Path(sys.executable).parent
@@ -80,19 +82,21 @@ def test_killed_sweep_resumes_and_matches_a_clean_run(clean, tmp_path):
     for rec in RunStore(tmp_path/"store").records().path: assert (Path(rec)/"manifest.json").exists()
 
 
-def test_profiles_match_the_notebooks_parameters():
-    "Every profile's parameters exist in its notebook (a typo would only be warned about by papermill)."
-    for prof in ("smoke", "cpu", "paper"):
-        runs = profile_parameters(prof)
-        assert sorted(runs) == sorted(EXPERIMENTS), prof  # every experiment has its parameters in every profile
-        for n, params in runs.items():
-            full = {**params, "store": "", "out_dir": ""}
-            assert check_parameters(notebooks_dir()/f"{n}.ipynb", full) == full  # accepted whole: no name the notebook lacks
+def test_every_notebook_takes_a_profile_and_nothing_else():
+    "Before: a profile was copied into 16 parameters per notebook. Now each notebook takes the profile's name, the store, the output folder and the overrides."
+    full = {"profile": "cpu", "store": "", "out_dir": "", "overrides": {"few_shot.shots": [0, 10]}}
+    for n in EXPERIMENTS:
+        assert check_parameters(notebooks_dir()/f"{n}.ipynb", full) == full  # accepted whole: no name the notebook lacks
+        with pytest.raises(ParameterError, match="did you mean 'n_origins'|has no parameter 'n_origins'"):
+            check_parameters(notebooks_dir()/f"{n}.ipynb", {**full, "n_origins": 3})  # the old way of changing a setting is refused
+    assert sorted(PROFILES) == ["cpu", "paper", "smoke", "test"]
 
 
 def test_parameter_typo_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ParameterError, match="did you mean 'n_origins'"):
-        check_parameters(notebooks_dir()/"few_shot.ipynb", {"n_origin": 3})
+    with pytest.raises(ParameterError, match="did you mean 'overrides'"):
+        check_parameters(notebooks_dir()/"few_shot.ipynb", {"override": {}})
+    r = subprocess.run(smoke_argv(tmp_path/"o", tmp_path/"s", "--set", "few_shot.shot=[0,10]"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "did you mean 'few_shot.shots'" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(smoke_argv(tmp_path/"o", tmp_path/"s", "--only", "similarty"), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "did you mean 'similarity'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path/"o").exists()

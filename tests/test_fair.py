@@ -7,6 +7,7 @@ from sklearn.metrics import f1_score
 from tpv.engine import ReadSpec
 from tpv.evaluation import compute_metrics
 from tpv.experiments import Experiment, units
+from tpv.profiles import get_profile
 from tpv.models import load_lm
 from tpv.prompts import make_origins
 from tpv.stats import compare, learned, verdict
@@ -51,7 +52,7 @@ def test_a_collapsed_predictor_scores_one_class_worth_of_macro_f1():
 
 def test_the_sanity_gate_refuses_collapsed_and_untrained_prompts(tmp_path):
     "Experiment.gate: a one-class predictor with majority accuracy does not count as learned; a predictor right 85% of the time does."
-    ex = Experiment("t", "test", "tiny-llama", tmp_path/"s", tmp_path/"o", 4, 8, 16, 2, 2, 0.1)
+    ex = Experiment("t", get_profile("test", {"tune.max_steps": 2, "tune.eval_every": 2, "tune.batch_size": 2, "tune.lr": 0.1}), tmp_path/"s", tmp_path/"o")
     rng = np.random.default_rng(1)
     y = [1] * 140 + [0] * 60
     res = lambda preds: [{"preds": list(p), "labels": y} for p in preds]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import tpv.experiments as E
+import tpv.reproduce as E  # the runner (it imports the store and the profiles it uses)
 from conftest import smoke_argv
 from tpv.io import TpvError
 
@@ -27,7 +27,7 @@ def _py(code: str, *args, **kw):
 
 PUTS = """
     import sys
-    from tpv.experiments import RunStore
+    from tpv.store import RunStore
     s = RunStore(sys.argv[1])
     for i in range(30): s.put("eval", {"model": "m", "task": "t"}, {"writer": sys.argv[2], "i": i})
 """
@@ -46,7 +46,7 @@ def test_two_processes_writing_one_key_leave_one_complete_record(tmp_path):
 
 COMPUTE = """
     import sys, time
-    from tpv.experiments import RunStore
+    from tpv.store import RunStore
     def work():
         with open(sys.argv[2], "a") as f: f.write("computed\\n")
         time.sleep(2); return {"accuracy": 0.5}
@@ -77,7 +77,7 @@ def test_second_reproduce_on_one_store_waits_and_reuses(tmp_path):
     b = subprocess.Popen(cmd("b"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     oa, ob = a.communicate(timeout=900)[0], b.communicate(timeout=900)[0]
     assert a.returncode == 0 and b.returncode == 0, (oa[-3000:], ob[-3000:])
-    n_tasks = len(E.profile_parameters("smoke")["similarity"]["tasks"])
+    n_tasks = len(E.PROFILES["smoke"].tasks)
     assert _tuning_lines(oa) + _tuning_lines(ob) == n_tasks, (oa, ob)  # each task's loop ran once, in one of the two
     assert (tmp_path/"a"/"README.md").exists() and (tmp_path/"b"/"README.md").exists()
 
@@ -86,7 +86,7 @@ REPLACING = """
     import sys
     import tpv.io
     if sys.argv[2] == "fallback": tpv.io._RENAMEAT2 = None  # a system without the atomic swap: the old record is moved aside first
-    from tpv.experiments import RunStore
+    from tpv.store import RunStore
     s, i = RunStore(sys.argv[1]), 0
     print("ready", flush=True)
     while True:
@@ -230,7 +230,7 @@ def test_model_mismatch_does_not_suggest_a_missing_option():
 UMASK = """
     import os, sys, torch
     os.umask(0o002)
-    from tpv.experiments import RunStore
+    from tpv.store import RunStore
     from tpv.prompts import SoftPrompt
     RunStore(sys.argv[1]).put("origin", {"model": "m", "origin": "origin_0"}, {"ok": 1}, SoftPrompt(torch.zeros(2, 4), "m"))
 """
@@ -273,7 +273,7 @@ def test_read_only_store_serves_every_result_it_holds(tmp_path):
                            capture_output=True, text=True, timeout=900, env=env, cwd=out, **kw)
         assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
         assert _tuning_lines(r.stdout) == 0 and (out/"README.md").exists()  # everything read, nothing recomputed
-        missing = subprocess.run([sys.executable, "-c", "import sys; from tpv.experiments import RunStore; "
+        missing = subprocess.run([sys.executable, "-c", "import sys; from tpv.store import RunStore; "
                                   "RunStore(sys.argv[1]).cached('eval', {'new': 1}, lambda: {'a': 1})", str(store)],
                                  capture_output=True, text=True, timeout=120, env=env, cwd=out, **_as_reader(store))
         assert missing.returncode != 0 and "is read-only and lacks 1 eval record(s)" in missing.stderr, missing.stderr[-2000:]
@@ -298,7 +298,7 @@ def test_wheel_ships_notebooks_and_license_and_reproduces_in_an_empty_folder(tmp
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(whl)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     empty = tmp_path/"empty"; empty.mkdir()
-    code = ("import sys, tpv; from tpv.experiments import notebooks_dir; "
+    code = ("import sys, tpv; from tpv.reproduce import notebooks_dir; "
             "assert tpv.__file__.startswith(sys.argv[1]) and str(notebooks_dir()).startswith(sys.argv[1]), (tpv.__file__, notebooks_dir()); "
             "from tpv.cli import main; sys.exit(main(['reproduce', '--profile', 'smoke', '--store', 'store', '--out', 'figs']))")
     r = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, timeout=1200, cwd=empty,

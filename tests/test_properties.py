@@ -15,7 +15,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-import tpv.experiments as E
+import tpv.reproduce as E  # the runner, and the store it imports
+from tpv.profiles import PROFILES, ProfileError, get_profile, settings as profile_settings
 from tpv.cli import main
 from tpv.engine import ReadSpec, encode
 from tpv.io import TpvError
@@ -159,3 +160,20 @@ def test_numpy_numbers_are_taken_as_numbers(tiny):
     assert ReadSpec(max_length=np.int64(64), peft_t5_split=np.bool_(False)) == ReadSpec(max_length=64)
     assert [o.hash for o in make_origins(tiny, np.int64(2), np.int64(3))] == [o.hash for o in make_origins(tiny, 2, 3)]
     assert few_shot("rt_polarity", np.int64(4), np.int64(1)).equals(few_shot("rt_polarity", 4, 1))
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+                   st.lists(st.integers(-2, 50), max_size=4), st.lists(st.text(max_size=6), max_size=3))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(sorted(profile_settings(PROFILES["cpu"]))) | st.text(max_size=20), value=VALUES)
+def test_a_profile_override_applies_or_is_refused_in_one_line(path, value):
+    "Any dotted path with any value gives a checked profile or one ProfileError line, never another exception; the profile itself is unchanged."
+    before = profile_settings(PROFILES["cpu"])
+    try: p = get_profile("cpu", {path: value})
+    except ProfileError as e: assert "\n" not in str(e) and str(e)
+    else:
+        got = profile_settings(p)[path]
+        assert got == (tuple(value) if isinstance(value, list) else value) or (isinstance(value, int) and got == float(value))
+    assert profile_settings(PROFILES["cpu"]) == before

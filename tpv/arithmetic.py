@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_arithmetic.ipynb #2cd47aae
 from __future__ import annotations
-import itertools, math, numbers
+import contextlib, inspect, itertools, math, numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,43 +13,108 @@ import torch
 
 from .evaluation import check_metric, evaluate, evaluate_many  # before PEFT: tpv.io quiets tqdm's ipywidgets warning
 from peft.utils import merge_utils
-from .io import TpvError
+from .io import TpvError, did_you_mean
 from .models import LM
 from .prompts import SoftPrompt
 from .vectors import TaskPromptVector, VectorError, _coef, check_compatible
 
 # %% auto #0
-__all__ = ['MERGES', 'LAMBDAS', 'combine', 'search_lambda', 'AdditionResult', 'evaluate_tasks', 'grid_metrics', 'add_tasks',
-           'search_task_lambdas']
+__all__ = ['MERGES', 'LAMBDAS', 'Merge', 'merge_method', 'combine', 'search_lambda', 'AdditionResult', 'evaluate_tasks',
+           'grid_metrics', 'add_tasks', 'search_task_lambdas']
 
 # %% ../nbs/07_arithmetic.ipynb #0b09b735
-MERGES = {"sum": merge_utils.task_arithmetic, "ties": merge_utils.ties, "dare_linear": merge_utils.dare_linear,
-          "dare_ties": merge_utils.dare_ties, "magnitude_prune": merge_utils.magnitude_prune}
+@dataclass(frozen=True)
+class Merge:
+    "A registered merge: `fn(tensors, weights, **params)` → the merged tensor; `params` are its settings, with the defaults its signature gives."
+    name: str
+    fn: object
+    params: dict
+    doc: str
+
+MERGES: dict = {} # name → `Merge`, in the order they were registered
+
+def merge_method(name:str): # the name `combine(..., method=name)` takes
+    "Register a merge: a function of the task vectors' tensors and their weights whose other parameters, each with a default, are its settings."
+    def register(fn):
+        ps = list(inspect.signature(fn).parameters.values())[2:]
+        if no_default := [p.name for p in ps if p.default is inspect.Parameter.empty]:
+            raise TypeError(f"The merge {name!r}: every setting needs a default ({', '.join(no_default)} has none).")
+        MERGES[name] = Merge(name, fn, {p.name: p.default for p in ps}, inspect.getdoc(fn) or "")
+        return fn
+    return register
+
+def _density(density) -> float:
+    "The share of each vector's entries a merge keeps, checked to be in (0, 1]."
+    d = _coef(density, "density")
+    if not 0 < d <= 1:
+        raise VectorError(f"density is the share of entries a merge keeps, in (0, 1]; {density!r} would keep "
+                          f"{'nothing' if d <= 0 else 'more than everything'}.")
+    return d
+
+@contextlib.contextmanager
+def _seeded(seed:int):
+    "Torch's random state seeded with `seed` inside, and left as it was outside."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+# %% ../nbs/07_arithmetic.ipynb #7c3cb201
+@merge_method("sum")
+def _sum(tensors, weights):
+    "Σ w_i τ_i: the paper's addition (task arithmetic)."
+    return merge_utils.task_arithmetic(tensors, weights)
+
+@merge_method("ties")
+def _ties(tensors, weights,
+          density:float=0.5, # the share of each vector's largest entries kept
+          majority_sign_method:str="total"): # the sign election: "total" or "frequency"
+    "TIES (Yadav et al., 2023): trim each vector to its largest entries, elect a sign per entry, average what agrees."
+    return merge_utils.ties(tensors, weights, _density(density), majority_sign_method)
+
+@merge_method("dare_linear")
+def _dare_linear(tensors, weights,
+                 density:float=0.5, # the share of entries kept at random (the rest rescaled by 1/density)
+                 seed:int=0): # for the random drop
+    "DARE (Yu et al., 2024): drop entries at random, rescale the rest, add."
+    with _seeded(seed): return merge_utils.dare_linear(tensors, weights, _density(density))
+
+@merge_method("dare_ties")
+def _dare_ties(tensors, weights, density:float=0.5, majority_sign_method:str="total", seed:int=0):
+    "DARE's random drop, then TIES's sign election."
+    with _seeded(seed): return merge_utils.dare_ties(tensors, weights, _density(density), majority_sign_method)
+
+@merge_method("magnitude_prune")
+def _magnitude_prune(tensors, weights, density:float=0.5):
+    "Keep each vector's largest entries, add."
+    return merge_utils.magnitude_prune(tensors, weights, _density(density))
+
+# %% ../nbs/07_arithmetic.ipynb #af5b2095
+def _merge(method:str) -> Merge:
+    "The registered merge `method`, or a clear refusal with the close names."
+    if method in MERGES: return MERGES[method]
+    hint = did_you_mean(method, MERGES)
+    raise TpvError(f"Unknown merge method {method!r}{'; ' + hint if hint else ''}; use one of {', '.join(MERGES)}.")
 
 def combine(vectors:list, # task prompt vectors of one model and shape
-            method:str="sum", # "sum", "ties", "dare_linear", "dare_ties" or "magnitude_prune"
+            method:str="sum", # a registered merge: "sum", "ties", "dare_linear", ... (`MERGES`)
             weights:list|None=None, # one weight per vector (default 1)
-            density:float=0.5, # fraction of entries kept (all methods but sum)
-            majority_sign_method:str="total", # TIES sign election: "total" or "frequency"
-            seed:int=0, # for DARE's random drop
+            **params, # the method's own settings (`MERGES[method].params`), e.g. density=0.5
            ) -> TaskPromptVector:
-    "Merge task prompt vectors with `peft.utils.merge_utils`."
-    if method not in MERGES: raise TpvError(f"Unknown merge method {method!r}; use one of {', '.join(MERGES)}.")
+    "Merge task prompt vectors with a registered merge; a setting the method does not have is refused."
+    m = _merge(method)
+    if unknown := [k for k in params if k not in m.params]:
+        hint = did_you_mean(unknown[0], m.params)
+        raise VectorError(f"The merge {method!r} has no setting {unknown[0]!r}{' (' + hint + ')' if hint else ''}; "
+                          f"its settings: {', '.join(m.params) or 'none'}.")
     if not vectors: raise VectorError("combine needs at least one vector.")
     for v in vectors[1:]: check_compatible(vectors[0], v)
     w = torch.tensor([1.0] * len(vectors) if weights is None else [_coef(x, "a weight") for x in weights])
     if len(w) != len(vectors): raise VectorError(f"{len(vectors)} vectors but {len(w)} weights.")
-    if method != "sum" and not (0 < _coef(density, "density") <= 1):
-        raise VectorError(f"density is the share of entries a merge keeps, in (0, 1]; {density!r} would keep "
-                          f"{'nothing' if density <= 0 else 'more than everything'}.")
-    kw = {} if method == "sum" else {"density": density}
-    if method in ("ties", "dare_ties"): kw["majority_sign_method"] = majority_sign_method
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        t = MERGES[method]([v.tensor for v in vectors], w, **kw)
+    kw = {**m.params, **params}
+    t = m.fn([v.tensor for v in vectors], w, **kw)
     base = sum(vectors)
     return TaskPromptVector(t, base.tasks, base.model, base.kind, base.origin, base.origin_hash,
-                            {"method": method, "weights": w.tolist(), **kw, **({"seed": seed} if "dare" in method else {}),
+                            {"method": method, "weights": w.tolist(), **kw,
                              **({"reading": base.meta["reading"]} if "reading" in base.meta else {})})
 
 # %% ../nbs/07_arithmetic.ipynb #4f0a5556

@@ -21,7 +21,7 @@ from .engine import PromptModule, ReadSpec, encode, generate, score_choices
 from .tasks import Task, check_seed, get_task, load_split, subsample
 
 # %% auto #0
-__all__ = ['parse_label', 'compute_metrics', 'metric_names', 'check_metric', 'reading_of', 'predict', 'evaluate', 'evaluate_many']
+__all__ = ['parse_label', 'compute_metrics', 'metric_names', 'check_metric', 'reading_of', 'predict', 'evaluate_many', 'evaluate']
 
 # %% ../nbs/05_evaluation.ipynb #f639f8d7
 def _norm(s:str) -> str: return re.sub(r"\s+", " ", s.replace("_", " ").strip().strip(".,;:!?\"'").lower())
@@ -146,48 +146,45 @@ def _check_n(n):
     if n is not None and not whole(n, 1):
         raise TpvError(f"n is the number of examples to evaluate, at least 1 (or None for all), not {n!r}.")
 
-def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str,
-             split:str="test", # "train", "validation" or "test"
-             n:int|None=None, # evaluate on a stratified subsample of n examples
-             method:str|None=None, spec:ReadSpec|dict|str|None=None, batch_size:int=32, max_new_tokens:int|None=None,
-             seed:int=42, progress:bool=True) -> dict:
-    "The task's metrics for `prompt` (or no prompt) on a split, with how they were obtained."
-    task = get_task(task); _check_n(n); check_seed(seed)
-    df = subsample(task, load_split(task, split), n, seed)
-    t0 = time.time()
-    read = reading_of(lm, prompt, spec)
-    p = _predict(lm, prompt, task, df, method, read, batch_size, max_new_tokens, progress)
-    return {**compute_metrics(task, p["pred"].tolist(), p["label"].tolist()), "n": len(df), "split": split,
-            "method": _method(task, method), "style": read.style, "reading": read.to_dict(), "seconds": round(time.time() - t0, 1),
-            **_per_example(task, p)}
-
 def _per_example(task:Task, p:pd.DataFrame) -> dict:
     "Classification: every prediction and label, in the order of the (sub)sampled split, for confidence intervals over examples."
     if task.kind != "classification": return {}
     return {"preds": [int(x) for x in p["pred"]], "labels": [int(x) for x in p["label"]]}
 
 # %% ../nbs/05_evaluation.ipynb #f181f7c0
-def evaluate_many(lm:LM, prompts:Sequence[SoftPrompt], # K prompts of one length (and one reading spec)
-                  task:Task|str, split:str="test", n:int|None=None,
-                  spec:ReadSpec|dict|str|None=None, # default: the prompts' own, which must agree
-                  batch_size:int=32, seed:int=42, progress:bool=True) -> list[dict]:
-    "`evaluate` (rank classification) of K prompts on the same inputs in one pass: one metrics dict per prompt."
-    task = get_task(task)
-    if not prompts: raise TpvError("evaluate_many needs at least one prompt.")
-    _check_n(n)
-    _method(task, "rank")
+def _pass(lm:LM, prompts:list, task:Task, df:pd.DataFrame, method:str, reads:list, batch_size:int, max_new_tokens:int|None,
+          progress:bool) -> list[pd.DataFrame]:
+    "Each prompt's predictions: soft prompts ranked together in one K-prompt pass; prompt modules, the bare model and generation one by one (the per-row path)."
+    if method != "rank" or not all(isinstance(p, SoftPrompt) for p in prompts):
+        return [_predict(lm, p, task, df, method, r, batch_size, max_new_tokens, progress) for p, r in zip(prompts, reads)]
     for p in prompts: check_fits(p, lm)
-    reads = {reading_of(lm, p, spec) for p in prompts}
-    if len(reads) > 1: raise TpvError(f"The prompts were tuned reading inputs in {len(reads)} ways ({sorted(map(str, reads))}); evaluate them apart, or pass one `spec`.")
-    if len({p.rows for p in prompts}) > 1: raise TpvError("evaluate_many needs prompts of one length; evaluate the others apart.")
+    if len(set(reads)) > 1:
+        raise TpvError(f"The prompts were tuned reading inputs in {len(set(reads))} ways ({sorted(map(str, set(reads)))}); evaluate them apart, or pass one `spec`.")
+    if len({p.rows for p in prompts}) > 1: raise TpvError("evaluate_many needs soft prompts of one length; evaluate the others apart.")
+    enc = encode(lm, task, df, reads[0])
+    sc = score_choices(lm, [p.tensor for p in prompts], enc, batch_size, progress)
+    return [_ranked(sc[k], df["label"].tolist()) for k in range(len(prompts))]
+
+def evaluate_many(lm:LM, prompts:Sequence, # soft prompts, prompt modules, or None (the bare model)
+                  task:Task|str, split:str="test", # "train", "validation" or "test"
+                  n:int|None=None, # evaluate on a stratified subsample of n examples
+                  method:str|None=None, # "rank" or "generate"; default: rank for classification
+                  spec:ReadSpec|dict|str|None=None, # how inputs are read; default: each prompt's own (`reading_of`)
+                  batch_size:int=32, max_new_tokens:int|None=None, seed:int=42, progress:bool=True) -> list[dict]:
+    "The task's metrics for each prompt on a split, with how they were obtained; soft prompts scored by rank classification share one pass."
+    task = get_task(task)
+    if not prompts: raise TpvError("evaluate_many needs at least one prompt (None stands for the bare model).")
+    _check_n(n); check_seed(seed)
+    method = _method(task, method)
     df = subsample(task, load_split(task, split), n, seed)
     t0 = time.time()
-    enc = encode(lm, task, df, reads.pop())
-    sc = score_choices(lm, [p.tensor for p in prompts], enc, batch_size, progress)
-    refs, secs = df["label"].tolist(), round((time.time() - t0) / len(prompts), 2)
-    out = []
-    for k in range(len(prompts)):
-        r = _ranked(sc[k], refs)
-        out.append({**compute_metrics(task, r["pred"].tolist(), refs), "n": len(df), "split": split, "method": "rank",
-                    "style": enc.spec.style, "reading": enc.spec.to_dict(), "seconds": secs, **_per_example(task, r)})
-    return out
+    reads = [reading_of(lm, p, spec) for p in prompts]
+    preds = _pass(lm, list(prompts), task, df, method, reads, batch_size, max_new_tokens, progress)
+    secs = round((time.time() - t0) / len(prompts), 2)
+    return [{**compute_metrics(task, p["pred"].tolist(), p["label"].tolist()), "n": len(df), "split": split, "method": method,
+             "style": r.style, "reading": r.to_dict(), "seconds": secs, **_per_example(task, p)} for p, r in zip(preds, reads)]
+
+def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str, split:str="test", n:int|None=None, method:str|None=None,
+             spec:ReadSpec|dict|str|None=None, batch_size:int=32, max_new_tokens:int|None=None, seed:int=42, progress:bool=True) -> dict:
+    "The task's metrics for `prompt` (or no prompt) on a split: `evaluate_many` of one prompt."
+    return evaluate_many(lm, [prompt], task, split, n, method, spec, batch_size, max_new_tokens, seed, progress)[0]

@@ -4,20 +4,20 @@
 
 # %% ../nbs/08_initialization.ipynb #cb27eb42
 from __future__ import annotations
-import math, tempfile, time
+import inspect, math, tempfile, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from .io import TpvError, did_you_mean, whole  # before PEFT: tpv.io quiets tqdm's ipywidgets warning
 from safetensors.torch import save_file
 from peft import MultitaskPromptTuningConfig, MultitaskPromptTuningInit, TaskType
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 
 from .arithmetic import combine, evaluate_tasks, search_task_lambdas
 from .evaluation import compute_metrics, evaluate, evaluate_many, predict
-from .io import TpvError, whole
 from .models import LM
 from .prompts import SoftPrompt
 from .tasks import check_seed, few_shot, frame_fingerprint, get_task
@@ -26,15 +26,36 @@ from .tuning import TuneConfig, tune, tune_many
 from .vectors import TaskPromptVector
 
 # %% auto #0
-__all__ = ['INITS', 'InitError', 'Sources', 'build_sources', 'init_names', 'init_prompt', 'AttemptPrompt', 'MptPrompt',
-           'few_shot_config', 'FewShotResult', 'few_shot_run', 'few_shot_cell', 'summarize']
+__all__ = ['NEEDS', 'INITS', 'Init', 'register_init', 'InitError', 'Sources', 'build_sources', 'init_names', 'get_init',
+           'init_needs', 'init_prompt', 'AttemptPrompt', 'MptPrompt', 'few_shot_config', 'FewShotResult',
+           'few_shot_cell', 'few_shot_run', 'summarize']
 
 # %% ../nbs/08_initialization.ipynb #82026966
-INITS = {"random": "the origin itself", "spot": "a source task's tuned prompt (spot:TASK)",
-         "spot_multi": "a prompt multi-task tuned from the origin on all sources", "tpv_sum": "origin + Σ τ (λ = 1)",
-         "tpv_weighted": "origin + Σ λ_i τ_i, λs searched on the sources' validation sets",
-         "tpv_ties": "origin + TIES merge of the τs", "tpv_dare": "origin + DARE (linear) merge of the τs",
-         "attempt": "ATTEMPT: attention over frozen source prompts + a target prompt", "mpt": "PEFT multitask prompt tuning"}
+NEEDS = {"vectors": "the sources' task prompt vectors (always there)",
+         "multi": "the multi-task source prompt: build_sources(..., multi=True) with two or more sources",
+         "lambdas": "one λ per source: build_sources(..., lambdas=True) with two or more sources",
+         "module": "nothing more, but it is a prompt module: it trains on the per-row path"}
+
+@dataclass(frozen=True)
+class Init:
+    "A registered initialization: the function that builds it from `Sources`, what it needs, and whether it names a source (`spot:TASK`)."
+    name: str
+    fn: object
+    doc: str
+    needs: frozenset = frozenset() # a subset of `NEEDS`
+    per_source: bool = False # one init per source task, named `name:TASK`
+
+INITS: dict = {} # name → `Init`, in table order (the order they were registered)
+
+def register_init(name:str, # the init's name (before the `:TASK` of a per-source init)
+                  needs:tuple=(), # what it is built from, beyond the origin and the source prompts (`NEEDS`)
+                  per_source:bool=False): # one init per source task: `fn(sources, task)`
+    "Register `fn(sources, ...)` as an init; it returns a TaskPromptVector (added to the origin), a SoftPrompt or a PromptModule."
+    if unknown := sorted(set(needs) - set(NEEDS)): raise TypeError(f"The init {name!r} needs {unknown}; an init needs some of {', '.join(NEEDS)}.")
+    def register(fn):
+        INITS[name] = Init(name, fn, inspect.getdoc(fn) or "", frozenset(needs), per_source)
+        return fn
+    return register
 
 class InitError(TpvError, ValueError):
     "An initialization that cannot be built from what was given."
@@ -102,10 +123,24 @@ def _eval_df(lm, p, task, df, cfg) -> dict:
 
 # %% ../nbs/08_initialization.ipynb #89d5955a
 def init_names(sources:Sources|list) -> list[str]:
-    "Every init name for these sources, in table order."
+    "Every init name for these sources, in table order (the registry's)."
     tasks = sources.tasks if isinstance(sources, Sources) else [get_task(t).name for t in sources]
-    return (["random"] + [f"spot:{t}" for t in tasks] + ["spot_multi", "tpv_sum", "tpv_weighted", "tpv_ties", "tpv_dare", "attempt", "mpt"])
+    return [n for i in INITS.values() for n in ([f"{i.name}:{t}" for t in tasks] if i.per_source else [i.name])]
 
+def get_init(name:str, # an init name, `spot:TASK` for a per-source one
+             sources:Sources|list|None=None) -> Init: # the sources, for the names in the refusal
+    "The registered init of `name`, or an `InitError` with the close names."
+    kind = name.partition(":")[0] if isinstance(name, str) else name
+    if kind in INITS: return INITS[kind]
+    names = init_names(sources) if sources is not None else [f"{i.name}:TASK" if i.per_source else i.name for i in INITS.values()]
+    hint = did_you_mean(name, names)
+    raise InitError(f"Unknown init {name!r}{' (' + hint + ')' if hint else ''}; use one of {', '.join(names)}.")
+
+def init_needs(names:list) -> set:
+    "What the inits `names` need together (a subset of `NEEDS`): what an experiment must build for them."
+    return set().union(*(get_init(n).needs for n in names))
+
+# %% ../nbs/08_initialization.ipynb #ad8d0b7f
 def _source_meta(name:str, src:Sources) -> dict:
     "What every init records: its name, its sources and their origin."
     return {"init": name, "sources": src.tasks, "origin": src.origin.meta.get("origin", ""), "origin_hash": src.origin.hash}
@@ -113,32 +148,63 @@ def _source_meta(name:str, src:Sources) -> dict:
 def _tag(p:SoftPrompt, name:str, src:Sources, **extra) -> SoftPrompt:
     return SoftPrompt(p.tensor.clone(), p.model, p.kind, p.init, {**p.meta, **_source_meta(name, src), **extra})
 
+def _check_needs(init:Init, s:Sources):
+    "Refuse to build `init` from sources that lack what it needs."
+    have = {"multi": s.multi is not None, "lambdas": s.lambdas is not None}
+    if missing := [n for n in sorted(init.needs) if not have.get(n, True)]: raise InitError(f"{init.name} needs {NEEDS[missing[0]]}.")
+
 def init_prompt(name:str, # an init name (see `init_names`)
                 sources:Sources, density:float=0.5, # fraction kept by TIES / DARE
                 seed:int=0, # DARE's drop, ATTEMPT's module
                ) -> SoftPrompt|PromptModule:
-    "The soft prompt (or, for ATTEMPT and MPT, the prompt module) a target run starts from."
-    kind, _, arg = name.partition(":")
-    if kind not in INITS: raise InitError(f"Unknown init {name!r}; use one of {', '.join(init_names(sources))}.")
-    s = sources
-    if kind == "random": return _tag(s.origin, name, s)
-    if kind == "spot":
-        if not arg and len(s.tasks) == 1: arg = s.tasks[0]
-        if arg not in s.prompts: raise InitError(f"{name!r}: name a source task, one of {', '.join(f'spot:{t}' for t in s.tasks)}.")
-        return _tag(s.prompts[arg], f"spot:{arg}", s)
-    if kind == "spot_multi":
-        if s.multi is None: raise InitError("spot_multi needs the multi-task prompt: build_sources(..., multi=True) with two or more sources.")
-        return _tag(s.multi, name, s)
-    if kind == "attempt": return AttemptPrompt(s, seed=seed)
-    if kind == "mpt": return MptPrompt(s)
-    vecs = s.vectors
-    if kind == "tpv_sum": v = combine(vecs)
-    elif kind == "tpv_weighted":
-        if s.lambdas is None: raise InitError("tpv_weighted needs λs: build_sources(..., lambdas=True) with two or more sources.")
-        v = combine(vecs, weights=list(s.lambdas))
-    elif kind == "tpv_ties": v = combine(vecs, "ties", density=density)
-    else: v = combine(vecs, "dare_linear", density=density, seed=seed)
-    return _tag(v.apply_to(s.origin), name, s, merge=v.meta)
+    "The soft prompt (or, for ATTEMPT and MPT, the prompt module) a target run starts from: the registered init, tagged with its name and sources."
+    init, (kind, _, arg), s = get_init(name, sources), name.partition(":"), sources
+    _check_needs(init, s)
+    settings = {k: v for k, v in {"density": density, "seed": seed}.items() if k in inspect.signature(init.fn).parameters}
+    if init.per_source:
+        arg = arg or (s.tasks[0] if len(s.tasks) == 1 else "")
+        if arg not in s.prompts: raise InitError(f"{name!r}: name a source task, one of {', '.join(f'{kind}:{t}' for t in s.tasks)}.")
+        out, name = init.fn(s, arg, **settings), f"{kind}:{arg}"
+    elif arg: raise InitError(f"{kind} is one init for all sources; {name!r} names a source task it does not take.")
+    else: out = init.fn(s, **settings)
+    if isinstance(out, TaskPromptVector): return _tag(out.apply_to(s.origin), name, s, merge=out.meta)
+    return _tag(out, name, s) if isinstance(out, SoftPrompt) else out
+
+# %% ../nbs/08_initialization.ipynb #65074250
+@register_init("random")
+def _random(s:Sources):
+    "The origin θ₀ itself."
+    return s.origin
+
+@register_init("spot", per_source=True)
+def _spot(s:Sources, task:str):
+    "The prompt tuned on one source task from θ₀ (SPoT)."
+    return s.prompts[task]
+
+@register_init("spot_multi", needs=("multi",))
+def _spot_multi(s:Sources):
+    "One prompt tuned from θ₀ on all source tasks at once (SPoT, multi-task)."
+    return s.multi
+
+@register_init("tpv_sum", needs=("vectors",))
+def _tpv_sum(s:Sources):
+    "θ₀ + Σ τ (λ = 1): the paper's init."
+    return combine(s.vectors)
+
+@register_init("tpv_weighted", needs=("vectors", "lambdas"))
+def _tpv_weighted(s:Sources):
+    "θ₀ + Σ λ_i τ_i, the λs searched on the sources' validation sets."
+    return combine(s.vectors, weights=list(s.lambdas))
+
+@register_init("tpv_ties", needs=("vectors",))
+def _tpv_ties(s:Sources, density:float=0.5):
+    "θ₀ + the TIES merge of the source vectors."
+    return combine(s.vectors, "ties", density=density)
+
+@register_init("tpv_dare", needs=("vectors",))
+def _tpv_dare(s:Sources, density:float=0.5, seed:int=0):
+    "θ₀ + the DARE (linear) merge of the source vectors."
+    return combine(s.vectors, "dare_linear", density=density, seed=seed)
 
 # %% ../nbs/08_initialization.ipynb #8db57e4a
 class AttemptPrompt(PromptModule):
@@ -165,6 +231,12 @@ class AttemptPrompt(PromptModule):
         a = self.attention(emb, src_mask)
         return self.target[None] + torch.einsum("bs,spd->bpd", a, torch.cat([self.sources, self.target[None]]))
 
+# %% ../nbs/08_initialization.ipynb #21ad91e9
+@register_init("attempt", needs=("module",))
+def _attempt(s:Sources, seed:int=0):
+    "ATTEMPT: frozen source prompts mixed per input by a trainable attention module, plus a trainable target prompt."
+    return AttemptPrompt(s, seed=seed)
+
 # %% ../nbs/08_initialization.ipynb #9e7756ea
 class MptPrompt(PromptModule):
     "PEFT's multitask-prompt-tuning embedding for one target task, started from the source training."
@@ -190,6 +262,12 @@ class MptPrompt(PromptModule):
     def export(self, meta:dict) -> SoftPrompt:
         return SoftPrompt(self.prompt().detach(), self.shared.model, self.shared.kind, "tuned", {**self.info, **meta})
 
+# %% ../nbs/08_initialization.ipynb #d9d7b91f
+@register_init("mpt", needs=("multi", "module"))
+def _mpt(s:Sources):
+    "PEFT's multitask prompt tuning, started from the multi-task source prompt."
+    return MptPrompt(s)
+
 # %% ../nbs/08_initialization.ipynb #625d4898
 def few_shot_config(shots:int, **overrides) -> TuneConfig:
     "The paper's few-shot prompt-tuning settings for `shots` examples."
@@ -211,35 +289,19 @@ def _check_shots(shots, seed=42):
     if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
     check_seed(seed)
 
-def few_shot_run(lm:LM, target:str, # the target task
-                 init:str|SoftPrompt|PromptModule, # an init name (needs `sources`), or the start itself
-                 shots:int, # training examples; 0 evaluates the init
-                 config:TuneConfig|None=None, # default: `few_shot_config(shots)`
-                 sources:Sources|None=None,
-                 n_test:int|None=None, # stratified test subsample (default: the whole test split)
-                 seed:int=42, # the data seed of the n-shot sample
-                 progress:bool=True) -> FewShotResult:
-    "Prompt-tune `init` on `shots` examples of `target` and score it on the test split."
-    target = get_task(target).name
-    _check_shots(shots, seed)
-    if isinstance(init, str):
-        if sources is None: raise InitError(f"Init {init!r} is a name; pass the `sources` it is built from.")
-        start = init_prompt(init, sources)
-    else: start = init
-    cfg = (config or few_shot_config(shots)).validate()
-    row = _row_head(target, start, shots, seed)
-    t0, hist, module = time.time(), [], None
-    if isinstance(start, PromptModule): start.to(lm.device)
-    if shots == 0: final, module = (start.export({"step": 0}), start) if isinstance(start, PromptModule) else (start, None)
-    else:
+def _module_run(lm:LM, target:str, start:PromptModule, shots:int, cfg:TuneConfig, n_test, seed:int, progress:bool) -> FewShotResult:
+    "A prompt-module start (ATTEMPT, MPT) of a cell: tuned and scored on its own, on the per-row path."
+    row, t0, hist = _row_head(target, start, shots, seed), time.time(), []
+    start.to(lm.device)
+    final, module = start.export({"step": 0}), start
+    if shots > 0:
         train = few_shot(target, shots, seed)
         res = tune(lm, target, start, cfg, train=train, progress=progress)
         final, module, hist = res.prompt, res.module, res.history
         row.update(train_fingerprint=frame_fingerprint(train), best_step=res.best_step, best_val_loss=res.best_val_loss)
     row["train_seconds"] = round(time.time() - t0, 1)
-    use = final if final is not None else module
-    m = evaluate(lm, use, target, "test", n=n_test, spec=cfg.reading, progress=progress)
-    row.update({k: v for k, v in m.items() if k not in ("split",)}, config_hash=cfg.hash(), config=cfg.to_dict())
+    m = evaluate(lm, final if final is not None else module, target, "test", n=n_test, spec=cfg.reading, progress=progress)
+    row.update({k: v for k, v in m.items() if k != "split"}, config_hash=cfg.hash(), config=cfg.to_dict())
     return FewShotResult(row, final, module, hist)
 
 # %% ../nbs/08_initialization.ipynb #2eae0de7
@@ -257,8 +319,7 @@ def few_shot_cell(lm:LM, target:str, # the target task
     _check_shots(shots, seed)
     cfg = (config or few_shot_config(shots)).validate()
     soft = {k: s for k, s in starts.items() if isinstance(s, SoftPrompt)}
-    out = {k: few_shot_run(lm, target, s, shots, cfg, n_test=n_test, seed=seed, progress=progress)
-           for k, s in starts.items() if k not in soft}  # prompt modules train one by one
+    out = {k: _module_run(lm, target, s, shots, cfg, n_test, seed, progress) for k, s in starts.items() if k not in soft}  # one by one
     if len({s.rows for s in soft.values()}) > 1: raise InitError("The soft-prompt starts of one cell must have one length.")
     if soft: out.update(zip(soft, _soft_cell(lm, target, list(soft.values()), shots, cfg, n_test, seed, progress)))
     return {k: out[k] for k in starts}
@@ -277,6 +338,20 @@ def _soft_cell(lm:LM, target:str, starts:list, shots:int, cfg:TuneConfig, n_test
     ms = evaluate_many(lm, finals, target, "test", n=n_test, spec=cfg.reading, progress=progress)
     for row, m in zip(rows, ms): row.update(train_seconds=secs, **{k: v for k, v in m.items() if k != "split"}, config_hash=cfg.hash(), config=cfg.to_dict())
     return [FewShotResult(row, p, None, h) for row, p, h in zip(rows, finals, hists)]
+
+def few_shot_run(lm:LM, target:str, # the target task
+                 init:str|SoftPrompt|PromptModule, # an init name (needs `sources`), or the start itself
+                 shots:int, # training examples; 0 evaluates the init
+                 config:TuneConfig|None=None, # default: `few_shot_config(shots)`
+                 sources:Sources|None=None,
+                 n_test:int|None=None, # stratified test subsample (default: the whole test split)
+                 seed:int=42, # the data seed of the n-shot sample
+                 progress:bool=True) -> FewShotResult:
+    "Prompt-tune `init` on `shots` examples of `target` and score it on the test split: `few_shot_cell` with one start."
+    if isinstance(init, str):
+        if sources is None: raise InitError(f"Init {init!r} is a name; pass the `sources` it is built from.")
+        init = init_prompt(init, sources)
+    return few_shot_cell(lm, target, {"run": init}, shots, config, n_test, seed, progress)["run"]
 
 # %% ../nbs/08_initialization.ipynb #2a268a2e
 def summarize(rows:list|pd.DataFrame, metric:str="f1", ddof:int=1) -> pd.DataFrame:

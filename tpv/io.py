@@ -14,9 +14,9 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # a kernel wit
 from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it from here, after that filter
 
 # %% auto #0
-__all__ = ['CARD_MARK', 'TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'atomic_dir', 'pid_alive', 'sweep',
-           'OverwriteError', 'user_path', 'check_target', 'file_lock', 'fingerprint', 'did_you_mean', 'whole',
-           'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
+__all__ = ['CARD_MARK', 'TpvError', 'CacheError', 'cache_dir', 'atomic_path', 'atomic_write', 'save_figure', 'atomic_dir',
+           'pid_alive', 'sweep', 'OverwriteError', 'user_path', 'check_target', 'file_lock', 'fingerprint',
+           'did_you_mean', 'whole', 'sha256_file', 'RegistryError', 'pip_download', 'hub_reachable']
 
 # %% ../nbs/00_io.ipynb #4db580f2
 class TpvError(Exception):
@@ -70,6 +70,18 @@ def atomic_write(path:str|Path, # the file to write
         if isinstance(data, str): tmp.write_text(data, encoding="utf-8")
         else: tmp.write_bytes(data)
     return Path(path)
+
+# %% ../nbs/00_io.ipynb #0cfe6159
+def save_figure(fig, stem:str|Path) -> list[Path]:
+    "Save a matplotlib figure as `stem.png` and `stem.pdf` (TrueType fonts), atomically."
+    import matplotlib
+    out = []
+    with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
+        for ext in ("png", "pdf"):
+            p = Path(f"{stem}.{ext}")
+            with atomic_path(p) as t: fig.savefig(t, format=ext, bbox_inches="tight", dpi=200)
+            out.append(p)
+    return out
 
 # %% ../nbs/00_io.ipynb #00d5642c
 def _follow_umask(d:Path):

@@ -23,8 +23,8 @@ from .prompts import SoftPrompt, check_fits
 from .tasks import Task, check_frame, frame_fingerprint, get_task, is_seed, load_split, subsample
 
 # %% auto #0
-__all__ = ['LOSSES', 'SELECTIONS', 'ConfigError', 'CheckpointError', 'TuneConfig', 'Best', 'Run', 'TuneResult', 'tune',
-           'tune_many']
+__all__ = ['ADDED_LATER', 'LOSSES', 'SELECTIONS', 'ConfigError', 'CheckpointError', 'TuneConfig', 'Best', 'Run', 'TuneResult',
+           'tune', 'tune_many']
 
 # %% ../nbs/04_tuning.ipynb #609a2e9d
 class ConfigError(TpvError, ValueError):
@@ -34,7 +34,7 @@ class CheckpointError(TpvError):
     "A checkpoint path that holds something tpv cannot resume from."
 
 _READING = ("style", "chat", "max_length", "peft_t5_split") # the reading spec's fields, flat in configs stored before it
-_LATER = {"keep_init": False, "shared_prefix": True, "loss": "full", "select": "loss"} # settings added after runs were stored, at the default that leaves a hash as it was
+ADDED_LATER = {"added_later": True} # the metadata of a setting added after runs were stored: at its default it stays out of `hash`, so they keep their keys
 LOSSES, SELECTIONS = ("full", "label"), ("loss", "accuracy", "macro_f1")
 
 @dataclass
@@ -45,7 +45,7 @@ class TuneConfig:
     weight_decay:float = 1e-5
     warmup_steps:int = 500 # linear warmup, then linear decay to 0
     max_grad_norm:float|None = 1.0 # clip the gradient norm (None: no clipping)
-    loss:str = "full" # "full": the paper's cross-entropy of the label tokens over the whole vocabulary; "label": a softmax over the task's label words only (an option, not the paper's)
+    loss:str = field(default="full", metadata=ADDED_LATER) # "full": the paper's cross-entropy of the label tokens over the whole vocabulary; "label": a softmax over the task's label words only (an option, not the paper's)
     # length and batches
     batch_size:int = 32
     epochs:float = 10 # used when max_steps is None
@@ -57,12 +57,12 @@ class TuneConfig:
     n_validation:int|None = None # subsample validation (the paper's few-shot runs: 250)
     early_stopping:int|None = None # stop after this many validations without improvement
     eval_accuracy:bool = True # also report validation accuracy (classification) at each validation
-    keep_init:bool = False # the starting prompt, validated before step 1, competes for the best (it can win: best step 0)
-    select:str = "loss" # what picks the best state: "loss" (the paper: validation loss) or "accuracy" / "macro_f1" (that validation metric, ties broken by loss)
+    keep_init:bool = field(default=False, metadata=ADDED_LATER) # the starting prompt, validated before step 1, competes for the best (it can win: best step 0)
+    select:str = field(default="loss", metadata=ADDED_LATER) # what picks the best state: "loss" (the paper: validation loss) or "accuracy" / "macro_f1" (that validation metric, ties broken by loss)
     # how inputs are read
     reading:ReadSpec = field(default_factory=ReadSpec)
     # the engine
-    shared_prefix:bool = True # causal models: the prompt's keys/values once per prompt per batch (False: the per-row reference path)
+    shared_prefix:bool = field(default=True, metadata=ADDED_LATER) # causal models: the prompt's keys/values once per prompt per batch (False: the per-row reference path)
 
     def __post_init__(self):
         if isinstance(self.reading, (dict, str)) or self.reading is None: self.reading = ReadSpec.of(self.reading)
@@ -70,6 +70,31 @@ class TuneConfig:
             v = getattr(self, f.name)
             if isinstance(v, (np.integer, np.floating, np.bool_)): setattr(self, f.name, v.item())
         self.validate()
+
+    def validate(self) -> TuneConfig:
+        "Raise `ConfigError` on settings that cannot work (done when the config is made)."
+        msgs = [m for bad, m in _checks(self) if bad]
+        if msgs: raise ConfigError("Invalid TuneConfig: " + "; ".join(msgs) + ".")
+        return self
+
+    def to_dict(self) -> dict:
+        "The settings as one flat dict, the reading spec's fields among them (the layout store records keep)."
+        d = asdict(self)
+        return {**{k: v for k, v in d.items() if k != "reading"}, **d["reading"]}
+
+    def hash(self) -> str:
+        "A short hash of the settings, for run keys. A setting `ADDED_LATER` stays out of it at its default, so stored runs keep their keys."
+        d = self.to_dict()
+        for f in fields(self):
+            if f.metadata.get("added_later") and d[f.name] == f.default: del d[f.name]
+        return fingerprint(json.dumps(d, sort_keys=True), n=12)
+
+    @classmethod
+    def from_dict(cls, d:dict) -> TuneConfig:
+        "A config from `to_dict` output, or from a stored config of the flat layout."
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        reading = d.pop("reading", None) or {k: d.pop(k) for k in _READING if k in d}
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}, reading=ReadSpec.of(reading))
 
 # %% ../nbs/04_tuning.ipynb #67e9a0b2
 def _checks(c:TuneConfig) -> list:
@@ -94,32 +119,6 @@ def _checks(c:TuneConfig) -> list:
             (c.select not in SELECTIONS, f"select must be one of {', '.join(map(repr, SELECTIONS))}, not {c.select!r}"),
             (c.select != "loss" and not c.eval_accuracy, f"select={c.select!r} needs the validation scores: set eval_accuracy=True")]
 
-def _validate(self) -> TuneConfig:
-    "Raise `ConfigError` on settings that cannot work (done when the config is made)."
-    msgs = [m for bad, m in _checks(self) if bad]
-    if msgs: raise ConfigError("Invalid TuneConfig: " + "; ".join(msgs) + ".")
-    return self
-
-def _flat(self) -> dict:
-    "The settings as one flat dict, the reading spec's fields among them (the layout store records keep)."
-    d = asdict(self)
-    return {**{k: v for k, v in d.items() if k != "reading"}, **d["reading"]}
-
-def _hash(self) -> str:
-    "A short hash of the settings, for run keys. Settings added later stay out of it at their default, so stored runs keep their keys."
-    d = _flat(self)
-    for k, v in _LATER.items():
-        if d[k] == v: del d[k]
-    return fingerprint(json.dumps(d, sort_keys=True), n=12)
-
-def _from_dict(cls, d:dict) -> TuneConfig:
-    "A config from `to_dict` output, or from a stored config of the flat layout."
-    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    reading = d.pop("reading", None) or {k: d.pop(k) for k in _READING if k in d}
-    return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}, reading=ReadSpec.of(reading))
-
-TuneConfig.validate, TuneConfig.to_dict, TuneConfig.hash = _validate, _flat, _hash
-TuneConfig.from_dict = classmethod(_from_dict)
 
 # %% ../nbs/04_tuning.ipynb #632f5777
 @dataclass

@@ -18,7 +18,7 @@ from .prompts import PromptError, SoftPrompt, _real_tensor, model_card
 
 # %% auto #0
 __all__ = ['VectorError', 'TaskPromptVector', 'check_compatible', 'apply_to', 'save_vector', 'load_vector', 'cosine',
-           'similarity_matrix', 'cross_origin_similarity', 'save_figure', 'plot_similarity']
+           'similarity_matrix', 'cross_origin_similarity', 'cosines', 'origin_matrix', 'plot_similarity']
 
 # %% ../nbs/06_vectors.ipynb #07aaab4e
 class VectorError(TpvError, ValueError):
@@ -201,18 +201,24 @@ def cross_origin_similarity(items:dict, # {(task, origin): vector or prompt}
         mean.loc[a, b], std.loc[a, b] = (np.mean(vals), np.std(vals)) if vals else (np.nan, np.nan)
     return mean, std
 
-# %% ../nbs/06_vectors.ipynb #110a73d1
-def save_figure(fig, stem:str|Path) -> list[Path]:
-    "Save a matplotlib figure as `stem.png` and `stem.pdf` (TrueType fonts), atomically."
-    import matplotlib
-    out = []
-    with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
-        for ext in ("png", "pdf"):
-            p = Path(f"{stem}.{ext}")
-            with atomic_path(p) as t: fig.savefig(t, format=ext, bbox_inches="tight", dpi=200)
-            out.append(p)
-    return out
+# %% ../nbs/06_vectors.ipynb #c0d90005
+def cosines(items:dict, tasks:list, n_origins:int, mode:str="mean") -> np.ndarray:
+    "tasks × origins × tasks × origins cosines of {(task, origin index): vector or prompt}."
+    keys = [(t, i) for t in tasks for i in range(n_origins)]
+    c = np.array([[cosine(items[a], items[b], mode) for b in keys] for a in keys])
+    return c.reshape(len(tasks), n_origins, len(tasks), n_origins)
 
+def origin_matrix(cos:np.ndarray, idx=None) -> np.ndarray:
+    "The task × task mean cosine over ordered pairs of the origins `idx` (default: all); the same origin is never paired with itself on the diagonal."
+    T, U = cos.shape[0], cos.shape[1]
+    idx = np.arange(U) if idx is None else np.asarray(idx)
+    sub = cos[:, idx][:, :, :, idx]  # T × n × T × n
+    other = idx[:, None] != idx[None, :]
+    m = sub.mean((1, 3))
+    for a in range(T): m[a, a] = sub[a, :, a, :][other].mean() if other.any() else np.nan
+    return m
+
+# %% ../nbs/06_vectors.ipynb #110a73d1
 def plot_similarity(df:pd.DataFrame, title:str="", ax=None, vmin:float|None=None, vmax:float|None=None):
     "Lower-triangle heatmap of a similarity matrix with two-decimal annotations."
     import matplotlib.pyplot as plt, seaborn as sns
