@@ -29,6 +29,8 @@ bench: install
 check: install
 	bash .ci/check_sync $(BIN)
 	$(BIN)/python .ci/check_outputs.py
+	# the exported code: ruff, lines of at most 120 characters, no statements joined with `;`
+	$(BIN)/python .ci/lint.py
 
 nbtest: install
 	$(BIN)/nbdev_test

@@ -34,7 +34,8 @@ def lint(nbs: list) -> list:
         if r.returncode not in (0, 1): raise SystemExit(f"lint: ruff failed: {r.stderr.strip()}")
         for e in sorted(json.loads(r.stdout or "[]"), key=lambda e: (e["filename"], e["location"]["row"])):
             nb, i = where[Path(e["filename"]).name]
-            out.append(f"{nb.relative_to(ROOT)}, cell {i}, line {e['location']['row']}: {e['code']} {e['message']}")
+            name = nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb
+            out.append(f"{name}, cell {i}, line {e['location']['row']}: {e['code']} {e['message']}")
     return out
 
 

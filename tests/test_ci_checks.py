@@ -86,3 +86,25 @@ def test_output_check_passes_relative_paths_and_collapses_progress_bars(tmp_path
     assert outputs("--fix", bar).returncode == 0
     assert json.loads(bar.read_text())["cells"][0]["outputs"][0]["text"] == ["tune: 100%|###| 10/10\n", "done\n"]
     assert outputs(bar).returncode == 0
+
+
+def lint(*nbs):
+    return subprocess.run([sys.executable, str(ROOT/".ci"/"lint.py"), *map(str, nbs)], capture_output=True, text=True, timeout=300)
+
+
+def test_lint_passes_on_the_notebooks():
+    r = lint()
+    assert r.returncode == 0 and "pass ruff" in r.stdout, r.stdout + r.stderr
+
+
+def test_lint_names_the_cell_of_a_long_line_or_a_joined_statement(tmp_path):
+    "Only export cells are the library: a long line in a test cell is not the lint's business; one in an export cell is, and so is `a; b`."
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": s} for s in
+                    ("#| export\nx = 1; y = 2", "z = '" + "a" * 130 + "'", "#| export\nw = '" + "b" * 130 + "'")],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    p = tmp_path/"scratch.ipynb"
+    p.write_text(json.dumps(nb))
+    r = lint(p)
+    assert r.returncode == 1, r.stdout
+    found = r.stdout.splitlines()
+    assert len(found) == 2 and "cell 1, line 2: E702" in found[0] and "cell 3, line 2: E501" in found[1], found

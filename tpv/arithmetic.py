@@ -25,7 +25,8 @@ __all__ = ['MERGES', 'LAMBDAS', 'Merge', 'merge_method', 'combine', 'search_lamb
 # %% ../nbs/07_arithmetic.ipynb #0b09b735
 @dataclass(frozen=True)
 class Merge:
-    "A registered merge: `fn(tensors, weights, **params)` → the merged tensor; `params` are its settings, with the defaults its signature gives."
+    """A registered merge: `fn(tensors, weights, **params)` → the merged tensor; `params` are its settings, with the
+    defaults its signature gives."""
     name: str
     fn: object
     params: dict
@@ -34,7 +35,8 @@ class Merge:
 MERGES: dict = {} # name → `Merge`, in the order they were registered
 
 def merge_method(name:str): # the name `combine(..., method=name)` takes
-    "Register a merge: a function of the task vectors' tensors and their weights whose other parameters, each with a default, are its settings."
+    """Register a merge: a function of the task vectors' tensors and their weights whose other parameters, each with a
+    default, are its settings."""
     def register(fn):
         ps = list(inspect.signature(fn).parameters.values())[2:]
         if no_default := [p.name for p in ps if p.default is inspect.Parameter.empty]:
@@ -129,16 +131,19 @@ def _grid(lambdas) -> tuple:
 def search_lambda(score, # λ → a number to maximise (e.g. mean validation accuracy)
                   lambdas=LAMBDAS, # the grid (the paper's: 0, 0.05, ..., 1)
                  ) -> tuple[float, pd.DataFrame]:
-    "The paper's λ search: the first argmax of `score` over the grid; when every λ scores the same, the paper's default λ = 1 if the grid has it."
+    """The paper's λ search: the first argmax of `score` over the grid; when every λ scores the same, the paper's
+    default λ = 1 if the grid has it."""
     lambdas = _grid(lambdas)
     rows = []
     for lam in lambdas:
         s = score(lam)
         if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s):
-            raise VectorError(f"The λ search scored λ = {lam} as {s!r}; the score must be a finite number (is the metric name right?).")
+            raise VectorError(f"The λ search scored λ = {lam} as {s!r}; the score must be a finite number (is the "
+                              "metric name right?).")
         rows.append({"lambda": lam, "score": float(s)})
     df = pd.DataFrame(rows)
-    if df.score.nunique() == 1 and 1.0 in lambdas: return 1.0, df  # nothing to choose between: the official loop's default
+    # nothing to choose between: the official loop's default
+    if df.score.nunique() == 1 and 1.0 in lambdas: return 1.0, df
     return float(df["lambda"].iloc[int(df.score.to_numpy().argmax())]), df  # argmax keeps the first of ties
 
 # %% ../nbs/07_arithmetic.ipynb #dc8aeac1
@@ -156,7 +161,8 @@ def evaluate_tasks(lm:LM, prompt:SoftPrompt|None, tasks:list, split:str="test", 
 
 def grid_metrics(lm:LM, prompts:dict, # key → prompt (the candidates of a λ grid, say)
                  tasks:list, split:str="validation", n:int|None=None, **kw) -> dict:
-    "key → task → metrics; with rank classification every task scores all candidates in one K-prompt pass (`evaluate_many`)."
+    """key → task → metrics; with rank classification every task scores all candidates in one K-prompt pass
+    (`evaluate_many`)."""
     if kw.get("method", "rank") != "rank" or len({p.rows for p in prompts.values()}) > 1:
         return {k: evaluate_tasks(lm, p, tasks, split, n, **kw) for k, p in prompts.items()}
     kw = {k: v for k, v in kw.items() if k != "method"}
@@ -164,12 +170,15 @@ def grid_metrics(lm:LM, prompts:dict, # key → prompt (the candidates of a λ g
     return {k: {t: per_task[t][i] for t in tasks} for i, k in enumerate(prompts)}
 
 def _check_origin(origin:SoftPrompt, vectors:list, cross_origin:bool):
-    "Refuse vectors measured from another origin than the one they would be added to, unless that is what was asked for."
+    """Refuse vectors measured from another origin than the one they would be added to, unless that is what was asked
+    for."""
     other = [v for v in vectors if v.origin_hash != origin.hash]
     if other and not cross_origin:
         v = other[0]
-        raise VectorError(f"The vector of {'+'.join(v.tasks) or '?'} was measured from origin {v.origin or '?'!r} (hash {v.origin_hash or 'none: a mix'}), "
-                          f"not from the origin it would be added to ({origin.meta.get('origin', '?')!r}, hash {origin.hash}); "
+        raise VectorError(f"The vector of {'+'.join(v.tasks) or '?'} was measured from origin {v.origin or '?'!r} "
+                          f"(hash {v.origin_hash or 'none: a mix'}), "
+                          f"not from the origin it would be added to ({origin.meta.get('origin', '?')!r}, hash "
+                          f"{origin.hash}); "
                           "pass cross_origin=True to add vectors across origins (the paper's Table 1 setting).")
 
 def add_tasks(lm:LM, origin:SoftPrompt, vectors:list, # vectors measured from `origin`, one per task
@@ -180,13 +189,16 @@ def add_tasks(lm:LM, origin:SoftPrompt, vectors:list, # vectors measured from `o
     if not vectors: raise VectorError("add_tasks needs at least one task prompt vector.")
     lambdas = _grid(lambdas)
     tasks = [t for v in vectors for t in v.tasks]
-    check_metric(metric, tasks); _check_origin(origin, vectors, cross_origin)  # before the grid is scored
+    check_metric(metric, tasks)
+    _check_origin(origin, vectors, cross_origin)  # before the grid is scored
     tau = sum(vectors)
     rows = []
-    val = grid_metrics(lm, {lam: tau.apply_to(origin, lam) for lam in lambdas}, tasks, "validation", n_validation, **kw)  # the whole grid at once
+    val = grid_metrics(lm, {lam: tau.apply_to(origin, lam) for lam in lambdas}, tasks, "validation", n_validation,
+                       **kw)  # the whole grid at once
     def score(lam):
         m = {t: r[metric] for t, r in val[lam].items()}
-        rows.append({"lambda": lam, **m, "mean": float(np.mean(list(m.values())))}); return rows[-1]["mean"]
+        rows.append({"lambda": lam, **m, "mean": float(np.mean(list(m.values())))})
+        return rows[-1]["mean"]
     lam, _ = search_lambda(score, lambdas)
     best = tau.apply_to(origin, lam)
     return AdditionResult(lam, pd.DataFrame(rows), evaluate_tasks(lm, best, tasks, "test", n_test, **kw), best)
@@ -198,7 +210,9 @@ def search_task_lambdas(score, # tuple of λs → number to maximise
                         budget:int|None=None, # the most evaluations to spend
                        ) -> tuple[tuple, float, pd.DataFrame]:
     "Coordinate ascent over one λ per task; returns the best λs, their score and every evaluation."
-    cur = tuple([start] * k); seen = {cur: score(cur)}; rows = [{"lambdas": cur, "score": seen[cur]}]
+    cur = tuple([start] * k)
+    seen = {cur: score(cur)}
+    rows = [{"lambdas": cur, "score": seen[cur]}]
     for _ in range(rounds):
         improved = False
         for i in range(k):
@@ -206,7 +220,8 @@ def search_task_lambdas(score, # tuple of λs → number to maximise
                 cand = cur[:i] + (lam,) + cur[i + 1:]
                 if cand in seen: continue
                 if budget is not None and len(seen) >= budget: break
-                seen[cand] = score(cand); rows.append({"lambdas": cand, "score": seen[cand]})
+                seen[cand] = score(cand)
+                rows.append({"lambdas": cand, "score": seen[cand]})
                 if seen[cand] > seen[cur]: cur, improved = cand, True
         if not improved: break
     return cur, seen[cur], pd.DataFrame(rows)

@@ -18,19 +18,27 @@ from .models import default_device, known_models, machine
 __all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f9f769ce
-RUN_PROFILES = [p for p in PROFILES if p != "test"]  # the profiles `tpv reproduce` offers ("test" is the notebooks' own)
+# the profiles `tpv reproduce` offers ("test" is the notebooks' own)
+RUN_PROFILES = [p for p in PROFILES if p != "test"]
 
 # %% ../nbs/16_cli.ipynb #172e0614
 def cmd_info(args) -> int:
     "Print versions, device and cache; with `--profile NAME`, every setting of that profile."
-    if getattr(args, "profile", None): print(describe(get_profile(args.profile))); return 0
+    if getattr(args, "profile", None):
+        print(describe(get_profile(args.profile)))
+        return 0
     import transformers, peft
     print(f"tpv {tpv.__version__}; python {platform.python_version()}; torch {torch.__version__}; "
           f"transformers {transformers.__version__}; peft {peft.__version__}")
     dev = default_device()
-    how = f"TPV_PRECISION={os.environ['TPV_PRECISION']}" if os.environ.get("TPV_PRECISION") else "measured per model on its first load (cached; TPV_PRECISION=fp32|bf16 overrides)"
+    how = (
+        f"TPV_PRECISION={os.environ['TPV_PRECISION']}"
+        if os.environ.get("TPV_PRECISION")
+        else "measured per model on its first load (cached; TPV_PRECISION=fp32|bf16 overrides)"
+    )
     print(f"device: {dev} ({machine()['device']}); bf16 autocast: {how}; threads: {torch.get_num_threads()}")
-    print(f"cache: {cache_dir()}")  # created and checked: a cache that cannot be written fails here, not in the middle of a run
+    # created and checked: a cache that cannot be written fails here, not in the middle of a run
+    print(f"cache: {cache_dir()}")
     return 0
 
 def cmd_models(args) -> int:
@@ -49,16 +57,25 @@ def cmd_reproduce(args) -> int:
 # %% ../nbs/16_cli.ipynb #3a65a812
 def _said(r:dict) -> list[str]:
     "The lines `tpv verify` prints for one re-run record."
-    what = (f"largest difference {r['difference']:.3g}, tolerance {r['tolerance']:g}" if r["status"] != "identical" else "the same bits")
-    head = f"{r['status'].upper().replace('WITHIN', 'SAME WITHIN'):17s} {r['kind']:6s} {r['record']}  ({what}; {r['seconds']} s)"
+    what = (
+        f"largest difference {r['difference']:.3g}, tolerance {r['tolerance']:g}"
+        if r["status"] != "identical"
+        else "the same bits"
+    )
+    status = r["status"].upper().replace("WITHIN", "SAME WITHIN")
+    head = f"{status:17s} {r['kind']:6s} {r['record']}  ({what}; {r['seconds']} s)"
     m, n = r["made_on"], r["now_on"]
-    where = lambda d: f"{d['host']} ({d['device']}), {d['precision']}, torch {d['torch']}, transformers {d['transformers']}, tpv {d['tpv']}"
+    where = lambda d: (
+        f"{d['host']} ({d['device']}), {d['precision']}, "
+        f"torch {d['torch']}, transformers {d['transformers']}, tpv {d['tpv']}"
+    )
     lines = [head, f"    recorded on {where(m)}", f"    re-run on   {where(n)}"]
     if r["data_changed"]: lines.append("    the task data changed since the record was written")
     return lines
 
 def cmd_verify(args) -> int:
-    "Re-run stored results and say, for each, whether it is identical, the same within tolerance, or different (exit status 1 if one differs or cannot be re-run)."
+    """Re-run stored results and say, for each, whether it is identical, the same within tolerance, or different (exit
+    status 1 if one differs or cannot be re-run)."""
     bad = 0
     for p in args.records:
         try: lines = _said(rerun(p))
@@ -79,16 +96,22 @@ def parser() -> argparse.ArgumentParser:
                                 "train, combine and evaluate soft-prompt task vectors.")
     p.add_argument("--version", action="version", version=f"tpv {tpv.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    i = sub.add_parser("info", help="versions, device, how the precision is chosen, and cache location; or a profile's settings")
-    i.add_argument("--profile", default=None, help=f"print every setting of this profile instead (one of {', '.join(PROFILES)})")
+    i = sub.add_parser("info", help="versions, device, how the precision is chosen, and cache location; or a profile's "
+                                    "settings")
+    i.add_argument("--profile", default=None, help="print every setting of this profile instead (one of "
+                                                   f"{', '.join(PROFILES)})")
     i.set_defaults(fn=cmd_info)
     sub.add_parser("models", help="list the model names tpv knows").set_defaults(fn=cmd_models)
     r = sub.add_parser("reproduce", help="run the paper's experiments and render paper_figures/")
-    r.add_argument("--profile", default="cpu", help=f"one of {', '.join(RUN_PROFILES)} (default: cpu); `tpv info --profile NAME` prints one")
+    r.add_argument("--profile", default="cpu", help=f"one of {', '.join(RUN_PROFILES)} (default: cpu); `tpv info "
+                                                    "--profile NAME` prints one")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                   help="change one setting of the profile by its dotted path, e.g. --set few_shot.shots=[0,10] (repeatable)")
-    r.add_argument("--out", default="paper_figures", type=_path, help="where figures, tables, executed notebooks and README.md go (default: paper_figures)")
-    r.add_argument("--store", default=None, type=_path, help="the run store (default: $TPV_STORE, else <tpv cache>/store)")
+                   help="change one setting of the profile by its dotted path, e.g. --set few_shot.shots=[0,10] "
+                        "(repeatable)")
+    r.add_argument("--out", default="paper_figures", type=_path,
+                   help="where figures, tables, executed notebooks and README.md go (default: paper_figures)")
+    r.add_argument("--store", default=None, type=_path,
+                   help="the run store (default: $TPV_STORE, else <tpv cache>/store)")
     r.add_argument("--only", default=None, help=f"a comma-separated subset of: {', '.join(EXPERIMENTS)}")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
     r.set_defaults(fn=cmd_reproduce)
@@ -101,12 +124,19 @@ def main(argv:list[str]|None=None) -> int:
     "Entry point of the `tpv` console script."
     args = parser().parse_args(argv)
     if not getattr(args, "fn", None):
-        parser().print_help(); return 0
+        parser().print_help()
+        return 0
     try: return args.fn(args)
     except KeyboardInterrupt:
-        print("tpv: interrupted; run the same command again to resume (finished work is in the store).", file=sys.stderr); return 130
+        print("tpv: interrupted; run the same command again to resume (finished work is in the store).",
+              file=sys.stderr)
+        return 130
     except TpvError as e:
-        print(f"tpv: {e}", file=sys.stderr); return 2
+        print(f"tpv: {e}", file=sys.stderr)
+        return 2
     except OSError as e:  # a disk that filled up, a folder that vanished: name the path, no traceback
-        print(f"tpv: {e.filename + ': ' if e.filename else ''}{e.strerror or e}; free space or fix the path, then run the same command again to resume.",
-              file=sys.stderr); return 2
+        print(f"tpv: {e.filename + ': ' if e.filename else ''}{e.strerror or e}; free space or fix the path, then run "
+              "the same command again to resume.",
+              file=sys.stderr)
+        return 2
+

@@ -41,16 +41,21 @@ class ReadSpec:
 
     def __post_init__(self):
         for f in ("max_length", "chat", "peft_t5_split"):  # numpy numbers and flags are the Python ones they stand for
-            if isinstance(getattr(self, f), (np.integer, np.bool_)): object.__setattr__(self, f, getattr(self, f).item())
-        if self.style is not None and (not isinstance(self.style, str) or self.style not in STYLES): raise SpecError(f"Unknown style {self.style!r}; use one of {STYLES}.")
-        if not (self.chat is None or isinstance(self.chat, bool)): raise SpecError(f"chat is True, False or None (by model), not {self.chat!r}.")
-        if not isinstance(self.peft_t5_split, bool): raise SpecError(f"peft_t5_split is True or False, not {self.peft_t5_split!r}.")
+            if isinstance(getattr(self, f), (np.integer, np.bool_)): object.__setattr__(self, f,
+                                                                                        getattr(self, f).item())
+        if self.style is not None and (not isinstance(self.style, str) or self.style not in STYLES):
+            raise SpecError(f"Unknown style {self.style!r}; use one of {STYLES}.")
+        if not (self.chat is None or isinstance(self.chat, bool)):
+            raise SpecError(f"chat is True, False or None (by model), not {self.chat!r}.")
+        if not isinstance(self.peft_t5_split,
+                          bool): raise SpecError(f"peft_t5_split is True or False, not {self.peft_t5_split!r}.")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise SpecError(f"max_length must be a positive whole number of tokens, not {self.max_length!r}.")
 
     def resolve(self, lm:LM) -> ReadSpec:
         "The concrete spec for `lm`: style and chat decided, the T5 split checked."
-        if self.peft_t5_split and lm.kind != "seq2seq": raise SpecError("peft_t5_split applies to seq2seq (T5) models only.")
+        if self.peft_t5_split and lm.kind != "seq2seq":
+            raise SpecError("peft_t5_split applies to seq2seq (T5) models only.")
         style = self.style or default_style(lm.kind)
         return replace(self, style=style, chat=use_chat(lm, style, self.chat))
 
@@ -62,9 +67,11 @@ class ReadSpec:
         if isinstance(spec, ReadSpec): return spec
         if spec is None: return cls()
         if isinstance(spec, str): return cls(style=spec)
-        if not isinstance(spec, dict): raise SpecError(f"A reading spec is a ReadSpec, its dict, a style name or None, not {type(spec).__name__}.")
+        if not isinstance(spec, dict): raise SpecError("A reading spec is a ReadSpec, its dict, a style name or None, "
+                                                       f"not {type(spec).__name__}.")
         unknown = sorted(set(map(str, spec)) - {f.name for f in fields(cls)})
-        if unknown: raise SpecError(f"A reading spec has no field {', '.join(map(repr, unknown))}; its fields: {', '.join(f.name for f in fields(cls))}.")
+        if unknown: raise SpecError(f"A reading spec has no field {', '.join(map(repr, unknown))}; its fields: "
+                                    f"{', '.join(f.name for f in fields(cls))}.")
         return cls(**spec)
 
 # %% ../nbs/03_engine.ipynb #c018f960
@@ -86,7 +93,8 @@ def _input_ids(lm:LM, spec:ReadSpec):
     tok, eos = lm.tokenizer, lm.tokenizer.eos_token_id
     def ids_of(text:str) -> list[int]:
         if spec.chat:
-            turn = tok.apply_chat_template([{"role": "user", "content": text.rstrip()}], add_generation_prompt=True, tokenize=False)
+            turn = tok.apply_chat_template([{"role": "user", "content": text.rstrip()}], add_generation_prompt=True,
+                                           tokenize=False)
             return _ids(tok, turn, False)
         ids = _ids(tok, text if lm.kind == "seq2seq" else text.rstrip(), True)
         if lm.kind == "seq2seq" and (not ids or ids[-1] != eos): ids = ids + [eos]
@@ -120,7 +128,8 @@ def encode(lm:LM, task:Task|str, df:pd.DataFrame, # examples with the task's fie
     tok, eos = lm.tokenizer, lm.tokenizer.eos_token_id
     def tgt_ids(text):
         ids = _ids(tok, text if lm.kind == "seq2seq" else text.strip() if spec.chat else " " + text.strip(), False)
-        if not text.strip() or not ids: raise TpvError(f"The target {text!r} of task {task.name!r} tokenizes to nothing; check the label words.")
+        if not text.strip() or not ids: raise TpvError(f"The target {text!r} of task {task.name!r} tokenizes to "
+                                                       "nothing; check the label words.")
         return ids + [eos]
     ids_of = _input_ids(lm, spec)
     records = df.to_dict("records")
@@ -131,7 +140,8 @@ def encode(lm:LM, task:Task|str, df:pd.DataFrame, # examples with the task's fie
         words = task.labels if spec.style == "t5" else task.instruct_labels
         choices = [tgt_ids(w) for w in words]
         if len({tuple(c) for c in choices}) < len(choices):
-            raise SpecError(f"Two label words of task {task.name!r} ({', '.join(map(repr, words))}) read as the same tokens for this model; "
+            raise SpecError(f"Two label words of task {task.name!r} ({', '.join(map(repr, words))}) read as the same "
+                            "tokens for this model; "
                             "give every class a word of its own.")
         labels = df["label"].to_numpy().astype(int)
     else: labels = np.full(len(df), -1)
@@ -163,7 +173,9 @@ class Batch:
     src_len: torch.Tensor # input length per row
     tgt: torch.Tensor # target ids, right-padded with 0
     tgt_mask: torch.Tensor # 1 on real target tokens
-    def to(self, device) -> Batch: return Batch(*(getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__))
+    def to(self,
+           device) -> Batch: return Batch(*(getattr(self, f).to(device,
+                                                                non_blocking=True) for f in self.__dataclass_fields__))
 
 def collate(lm:LM, pairs:Sequence[tuple]) -> Batch:
     "Pad (input ids, target ids) pairs to the longest in the batch."
@@ -193,7 +205,8 @@ def _per_row(prompts, counts, B:int) -> torch.Tensor:
     "(B, P, d): one P × d prompt for every row, prompt k for `counts[k]` rows, or already one per row."
     if torch.is_tensor(prompts) and prompts.ndim == 2: return prompts[None].expand(B, -1, -1)
     if counts is None:
-        if not torch.is_tensor(prompts) or prompts.shape[0] != B: raise TpvError(f"Give `counts` with K prompts for a batch of {B} rows.")
+        if not torch.is_tensor(prompts) or prompts.shape[0] != B:
+            raise TpvError(f"Give `counts` with K prompts for a batch of {B} rows.")
         return prompts
     if sum(counts) != B: raise TpvError(f"counts add up to {sum(counts)}, but the batch has {B} rows.")
     return torch.cat([p[None].expand(n, -1, -1) for p, n in zip(prompts, counts)])
@@ -216,18 +229,22 @@ def _prompted(lm:LM, prompts, ids:torch.Tensor, attention_mask:torch.Tensor, src
     return x, mask, P, dec_prompt
 
 # %% ../nbs/03_engine.ipynb #7ea8622b
-_CACHE_KW, _CACHE_FIELD = {}, {} # model class → the keyword its forward takes a KV cache by; output class → the field it returns it in
+# model class → the keyword its forward takes a KV cache by; output class → the field it returns it in
+_CACHE_KW, _CACHE_FIELD = {}, {}
 
 def _cache_in(model, cache) -> dict:
-    "`{keyword: cache}` for `model`'s forward: `cache` from transformers 5.24 (which deprecates `past_key_values`), `past_key_values` before."
+    """`{keyword: cache}` for `model`'s forward: `cache` from transformers 5.24 (which deprecates `past_key_values`),
+    `past_key_values` before."""
     kind = type(model)
-    if kind not in _CACHE_KW: _CACHE_KW[kind] = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    if kind not in _CACHE_KW:
+        _CACHE_KW[kind] = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     return {_CACHE_KW[kind]: cache}
 
 def _cache_out(o):
     "The KV cache a model's output holds, under its current name (`cache`) or its earlier one (`past_key_values`)."
     kind = type(o)
-    if kind not in _CACHE_FIELD: _CACHE_FIELD[kind] = "cache" if "cache" in {f.name for f in fields(o)} else "past_key_values"
+    if kind not in _CACHE_FIELD:
+        _CACHE_FIELD[kind] = "cache" if "cache" in {f.name for f in fields(o)} else "past_key_values"
     return getattr(o, _CACHE_FIELD[kind])
 
 def _layers(cache) -> list:
@@ -237,7 +254,8 @@ def _layers(cache) -> list:
 
 def prefix_cache(lm:LM, prompts) -> list:
     "Each layer's (keys, values) of the K prompts alone: [(K, heads, P, head_dim) × 2] per layer."
-    if lm.kind != "causal": raise TpvError("A shared prompt prefix needs a causal model; T5's encoder reads prompt and input together.")
+    if lm.kind != "causal": raise TpvError("A shared prompt prefix needs a causal model; T5's encoder reads prompt and "
+                                           "input together.")
     if torch.is_tensor(prompts): p = prompts[None] if prompts.ndim == 2 else prompts
     else: p = torch.stack(list(prompts))
     with lm.autocast():
@@ -260,7 +278,8 @@ def _causal_body(lm:LM, prompts, b:Batch, counts=None, prefix=None, shared:bool=
     "Hidden states of the input positions (B, L, d), the prompted mask (B, P+L), P and the cache."
     B, L = b.input_ids.shape
     if prefix is None and shared and prompts is not None and not isinstance(prompts, PromptModule):
-        if torch.is_tensor(prompts) and prompts.ndim == 3 and counts is None: raise TpvError("A shared prefix needs K prompts with counts, not one per row.")
+        if torch.is_tensor(prompts) and prompts.ndim == 3 and counts is None:
+            raise TpvError("A shared prefix needs K prompts with counts, not one per row.")
         prefix = prefix_cache(lm, prompts)
     if prefix is None:
         src = torch.arange(L, device=b.input_ids.device)[None] < b.src_len[:, None]
@@ -281,9 +300,11 @@ def _decode(lm:LM, enc_kw:dict, dec_in:torch.Tensor, dec_prompt) -> torch.Tensor
     dec = torch.cat([dec_prompt, lm.embeddings(dec_in)], 1)
     return lm.model(**enc_kw, decoder_inputs_embeds=dec).logits[:, dec_prompt.shape[1]:]
 
-def _src_mask(b:Batch) -> torch.Tensor: return torch.arange(b.input_ids.shape[1], device=b.input_ids.device)[None] < b.src_len[:, None]
+def _src_mask(b:Batch) -> torch.Tensor: return torch.arange(b.input_ids.shape[1],
+                                                            device=b.input_ids.device)[None] < b.src_len[:, None]
 
-def target_logprobs(lm:LM, prompts, # None; (P, d); K prompts (a list or K × P × d) with `counts`; (B, P, d); a PromptModule
+def target_logprobs(lm:LM,
+                    prompts, # None; (P, d); K prompts (a list or K × P × d) with `counts`; (B, P, d); a PromptModule
                     batch:Batch, peft_t5_split:bool=False,
                     counts:Sequence[int]|None=None, # rows per prompt, when K prompts are given
                     shared_prefix:bool=False, # causal: compute the prompts' keys/values once (else once per row)
@@ -297,7 +318,8 @@ def target_logprobs(lm:LM, prompts, # None; (P, d); K prompts (a list or K × P 
             pos = (b.src_len[:, None] - 1 + torch.arange(T, device=h.device)[None]).clamp(max=h.shape[1] - 1)
             logits = lm.model.get_output_embeddings()(h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1])))
         else:
-            x, mask, _, dec_prompt = _prompted(lm, prompts, b.input_ids, b.attention_mask, _src_mask(b), peft_t5_split, counts)
+            x, mask, _, dec_prompt = _prompted(lm, prompts, b.input_ids, b.attention_mask, _src_mask(b), peft_t5_split,
+                                               counts)
             start = lm.model.config.decoder_start_token_id
             dec_in = torch.cat([torch.full((B, 1), start, device=x.device), b.tgt[:, :-1]], 1)
             logits = _decode(lm, dict(inputs_embeds=x, attention_mask=mask), dec_in, dec_prompt)
@@ -315,7 +337,8 @@ def _choice_tensors(choices, dev):
     return ch, cm
 
 def _causal_choices(lm:LM, prompts, b:Batch, ch, cm, counts, prefix, shared:bool=False) -> torch.Tensor:
-    "B × C log-probabilities of each label word: first tokens from the last input position, the rest from the repeated cache."
+    """B × C log-probabilities of each label word: first tokens from the last input position, the rest from the repeated
+    cache."""
     (B, C), T, dev = (b.input_ids.shape[0], ch.shape[0]), ch.shape[1], lm.device
     rows = lambda t: t.repeat(B, 1)  # row i*C + j: example i, label word j
     head = lm.model.get_output_embeddings()
@@ -334,17 +357,20 @@ def choice_logprobs(lm:LM, prompts, # as for `target_logprobs`
                     batch:Batch, # the inputs only (their targets are ignored)
                     choices:Sequence[Sequence[int]], # the label words' token ids
                     peft_t5_split:bool=False, counts:Sequence[int]|None=None,
-                    prefix:list|None=None, # causal: the prompts' cached keys/values (`prefix_cache`), shared by all rows
+                    # causal: the prompts' cached keys/values (`prefix_cache`), shared by all rows
+                    prefix:list|None=None,
                     shared_prefix:bool=False, # causal, no `prefix` given: compute the prompts' keys/values once here
                    ) -> torch.Tensor:
-    "B × C summed log-probabilities of each label word after each input, with one pass over the inputs (differentiable: the label-restricted loss trains through it)."
+    """B × C summed log-probabilities of each label word after each input, with one pass over the inputs
+    (differentiable: the label-restricted loss trains through it)."""
     b = batch.to(lm.device)
     B, C, dev = b.input_ids.shape[0], len(choices), lm.device
     ch, cm = _choice_tensors(choices, dev)
     rows = lambda t: t.repeat(B, 1)
     with lm.autocast():
         if lm.kind == "causal": return _causal_choices(lm, prompts, b, ch, cm, counts, prefix, shared_prefix)
-        x, mask, P, dec_prompt = _prompted(lm, prompts, b.input_ids, b.attention_mask, _src_mask(b), peft_t5_split, counts)
+        x, mask, P, dec_prompt = _prompted(lm, prompts, b.input_ids, b.attention_mask, _src_mask(b), peft_t5_split,
+                                           counts)
         enc = lm.model.get_encoder()(inputs_embeds=x, attention_mask=mask).last_hidden_state
         start = lm.model.config.decoder_start_token_id
         dec_in = torch.cat([torch.full((B * C, 1), start, device=dev), rows(ch[:, :-1])], 1)
@@ -363,7 +389,8 @@ def _stack(prompts) -> tuple[list|None, bool]:
 @torch.no_grad()
 def score_choices(lm:LM, prompt, # None, a (P, d) prompt, a PromptModule, or K prompts (a list or K × P × d)
                   enc:Encoded, batch_size:int=32, progress:bool=False,
-                  shared:bool=True, # one pass over each input for all its label words; False: a row per (input, label word)
+                  # one pass over each input for all its label words; False: a row per (input, label word)
+                  shared:bool=True,
                   shared_prefix:bool=True, # causal: the prompts' keys/values once for all batches
                  ) -> np.ndarray:
     "N × C summed log-probabilities of each label word (K × N × C for K prompts)."
@@ -372,7 +399,9 @@ def score_choices(lm:LM, prompt, # None, a (P, d) prompt, a PromptModule, or K p
     if is_many and not many: raise TpvError("score_choices got an empty list of prompts.")
     C, split = len(enc.choices), bool(enc.spec and enc.spec.peft_t5_split)
     out = np.zeros((K, len(enc), C))
-    use_prefix = shared and shared_prefix and lm.kind == "causal" and prompt is not None and not isinstance(prompt, PromptModule)
+    use_prefix = (
+        shared and shared_prefix and lm.kind == "causal" and prompt is not None and not isinstance(prompt, PromptModule)
+    )
     prefix = prefix_cache(lm, many if is_many else prompt.to(lm.device)) if use_prefix else None
     per = max(1, (batch_size if shared else batch_size // C) // K)
     for idx in tqdm(sorted_batches([len(s) for s in enc.src], per), desc=f"score {enc.task}", disable=not progress,
@@ -434,16 +463,19 @@ def generate(lm:LM, prompt, # a (P, d) prompt, a PromptModule, or None
              max_new_tokens:int=8, batch_size:int=32, peft_t5_split:bool=False, progress:bool=False) -> list[str]:
     "Greedy completions (decoded text, special tokens dropped) for each input."
     tok, out = lm.tokenizer, [None] * len(srcs)
-    if isinstance(prompt, PromptModule) and peft_t5_split: raise TpvError("peft_t5_split does not apply to prompt modules.")
+    if isinstance(prompt,
+                  PromptModule) and peft_t5_split: raise TpvError("peft_t5_split does not apply to prompt modules.")
     if torch.is_tensor(prompt):
         prompt = prompt.to(lm.device)
         if peft_t5_split: prompt = prompt[:prompt.shape[0] // 2]  # PEFT generates with the encoder half only
-    for idx in tqdm(sorted_batches([len(s) for s in srcs], batch_size), desc="generate", disable=not progress, leave=False, mininterval=5):
+    for idx in tqdm(sorted_batches([len(s) for s in srcs], batch_size), desc="generate", disable=not progress,
+                    leave=False, mininterval=5):
         ids, src = _left_pad(lm, srcs, idx)
         x, att, _, _ = _prompted(lm, prompt, ids, src.long(), src)
         with lm.autocast():
             if lm.kind == "seq2seq":
-                gen = lm.model.generate(inputs_embeds=x, attention_mask=att, max_new_tokens=max_new_tokens, do_sample=False,
+                gen = lm.model.generate(inputs_embeds=x, attention_mask=att, max_new_tokens=max_new_tokens,
+                                        do_sample=False,
                                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
             else: gen = _greedy(lm, x, att, max_new_tokens)
         for r, i in enumerate(idx): out[i] = tok.decode(gen[r], skip_special_tokens=True).strip()

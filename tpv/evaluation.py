@@ -31,7 +31,8 @@ def parse_label(task:Task, text:str) -> int:
     t = _norm(text)
     words = [_norm(w) for w in task.labels]
     if t in words: return words.index(t)
-    for i in sorted(range(len(words)), key=lambda i: -len(words[i])):  # longest first: "not entailment" before "entailment"
+    for i in sorted(range(len(words)),
+                    key=lambda i: -len(words[i])):  # longest first: "not entailment" before "entailment"
         w = words[i]
         if t.startswith(w) and not t[len(w):len(w) + 1].isalpha(): return i
     return -1
@@ -42,7 +43,8 @@ def _tok_f1(a:str, b:str) -> float:
     common = sum((Counter(p) & Counter(r)).values())
     if not p or not r: return float(p == r)
     if common == 0: return 0.0
-    pr, rc = common / len(p), common / len(r); return 2 * pr * rc / (pr + rc)
+    pr, rc = common / len(p), common / len(r)
+    return 2 * pr * rc / (pr + rc)
 
 def _rouge_l(a:str, b:str) -> float:
     x, y = a.lower().split(), b.lower().split()
@@ -54,7 +56,8 @@ def _rouge_l(a:str, b:str) -> float:
         prev = cur
     lcs = prev[-1]
     if lcs == 0: return 0.0
-    p, r = lcs / len(x), lcs / len(y); return 2 * p * r / (p + r)
+    p, r = lcs / len(x), lcs / len(y)
+    return 2 * p * r / (p + r)
 
 def _float(s) -> float:
     try: return float(str(s).strip())
@@ -74,9 +77,11 @@ def compute_metrics(task:Task|str, preds:list, refs:list) -> dict:
     if task.kind == "regression":
         p, r = np.array([_float(x) for x in preds]), np.asarray(refs, float)
         const = np.ptp(p) == 0
-        return {"pearson": 0.0 if const else float(pearsonr(p, r)[0]), "spearman": 0.0 if const else float(spearmanr(p, r)[0])}
+        return {"pearson": 0.0 if const else float(pearsonr(p, r)[0]),
+                "spearman": 0.0 if const else float(spearmanr(p, r)[0])}
     p, r = [str(x).strip() for x in preds], [str(x).strip() for x in refs]
-    return {"exact_match": float(np.mean([a == b for a, b in zip(p, r)])), "f1": float(np.mean([_tok_f1(a, b) for a, b in zip(p, r)])),
+    return {"exact_match": float(np.mean([a == b for a, b in zip(p, r)])),
+            "f1": float(np.mean([_tok_f1(a, b) for a, b in zip(p, r)])),
             "rougeL": float(np.mean([_rouge_l(a, b) for a, b in zip(p, r)]))}
 
 def metric_names(task:Task|str) -> tuple:
@@ -86,17 +91,23 @@ def metric_names(task:Task|str) -> tuple:
     return tuple(k for k in compute_metrics(task, *probe) if k != "invalid")
 
 def check_metric(metric:str, tasks:list) -> str:
-    "Return `metric` if every task in `tasks` has it, else raise `TpvError` naming the ones it has: before any work is done."
+    """Return `metric` if every task in `tasks` has it, else raise `TpvError` naming the ones it has: before any work is
+    done."""
     for t in tasks:
         names = metric_names(t)
         if metric not in names:
             h = did_you_mean(metric, names)
-            raise TpvError(f"Task {get_task(t).name!r} has no metric {metric!r}" + (f"; {h}" if h else ".") + f" Its metrics: {', '.join(names)}.")
+            raise TpvError(
+                f"Task {get_task(t).name!r} has no metric {metric!r}"
+                + (f"; {h}" if h else ".")
+                + f" Its metrics: {', '.join(names)}."
+            )
     return metric
 
 # %% ../nbs/05_evaluation.ipynb #7bf3dbbb
 def reading_of(lm:LM, prompt, spec:ReadSpec|dict|str|None=None) -> ReadSpec:
-    "How to read inputs for `prompt`: `spec` when given, else the spec it was tuned with, else the defaults (resolved for `lm`)."
+    """How to read inputs for `prompt`: `spec` when given, else the spec it was tuned with, else the defaults (resolved
+    for `lm`)."""
     meta = prompt.meta if isinstance(prompt, SoftPrompt) else getattr(prompt, "info", {}) if prompt is not None else {}
     own = meta.get("reading")
     if spec is None: return ReadSpec.of(own).resolve(lm)
@@ -110,24 +121,33 @@ def _method(task:Task, method:str|None) -> str:
     method = method or ("rank" if task.kind == "classification" else "generate")
     if method not in ("rank", "generate"): raise TpvError(f"Unknown method {method!r}; use 'rank' or 'generate'.")
     if method == "rank" and task.kind != "classification":
-        raise TpvError(f"Rank classification needs label words; task {task.name!r} is {task.kind}, use method='generate'.")
+        raise TpvError(f"Rank classification needs label words; task {task.name!r} is {task.kind}, use "
+                       "method='generate'.")
     return method
 
 def _ranked(sc:np.ndarray, refs:list) -> pd.DataFrame:
     top = np.sort(sc, 1)
     return pd.DataFrame({"label": refs, "pred": sc.argmax(1), "margin": top[:, -1] - top[:, -2]})
 
-def predict(lm:LM, prompt:SoftPrompt|PromptModule|None, # the soft prompt (or a prompt module); None evaluates the bare model (zero-shot)
-            task:Task|str, df:pd.DataFrame, # examples to predict
-            method:str|None=None, # "rank" or "generate"; default: rank for classification
-            spec:ReadSpec|dict|str|None=None, # how inputs are read; default: the prompt's own (`reading_of`)
-            batch_size:int=32, max_new_tokens:int|None=None,
-            progress:bool=True, # a tqdm bar over batches
-           ) -> pd.DataFrame:
+def predict(
+    lm: LM,
+    prompt: SoftPrompt
+    | PromptModule
+    | None,  # the soft prompt (or a prompt module); None evaluates the bare model (zero-shot)
+    task: Task | str,
+    df: pd.DataFrame,  # examples to predict
+    method: str | None = None,  # "rank" or "generate"; default: rank for classification
+    spec: ReadSpec | dict | str | None = None,  # how inputs are read; default: the prompt's own (`reading_of`)
+    batch_size: int = 32,
+    max_new_tokens: int | None = None,
+    progress: bool = True,  # a tqdm bar over batches
+) -> pd.DataFrame:
     "One row per example: the reference, the prediction, and (generation) the generated text."
-    return _predict(lm, prompt, get_task(task), df, method, reading_of(lm, prompt, spec), batch_size, max_new_tokens, progress)
+    return _predict(lm, prompt, get_task(task), df, method, reading_of(lm, prompt, spec), batch_size, max_new_tokens,
+                    progress)
 
-def _predict(lm:LM, prompt, task:Task, df:pd.DataFrame, method:str|None, read:ReadSpec, batch_size:int, max_new_tokens:int|None,
+def _predict(lm:LM, prompt, task:Task, df:pd.DataFrame, method:str|None, read:ReadSpec, batch_size:int,
+             max_new_tokens:int|None,
              progress:bool) -> pd.DataFrame:
     "`predict` with the reading spec already decided."
     method = _method(task, method)
@@ -147,20 +167,26 @@ def _check_n(n):
         raise TpvError(f"n is the number of examples to evaluate, at least 1 (or None for all), not {n!r}.")
 
 def _per_example(task:Task, p:pd.DataFrame) -> dict:
-    "Classification: every prediction and label, in the order of the (sub)sampled split, for confidence intervals over examples."
+    """Classification: every prediction and label, in the order of the (sub)sampled split, for confidence intervals over
+    examples."""
     if task.kind != "classification": return {}
     return {"preds": [int(x) for x in p["pred"]], "labels": [int(x) for x in p["label"]]}
 
 # %% ../nbs/05_evaluation.ipynb #f181f7c0
-def _pass(lm:LM, prompts:list, task:Task, df:pd.DataFrame, method:str, reads:list, batch_size:int, max_new_tokens:int|None,
+def _pass(lm:LM, prompts:list, task:Task, df:pd.DataFrame, method:str, reads:list, batch_size:int,
+          max_new_tokens:int|None,
           progress:bool) -> list[pd.DataFrame]:
-    "Each prompt's predictions: soft prompts ranked together in one K-prompt pass; prompt modules, the bare model and generation one by one (the per-row path)."
+    """Each prompt's predictions: soft prompts ranked together in one K-prompt pass; prompt modules, the bare model and
+    generation one by one (the per-row path)."""
     if method != "rank" or not all(isinstance(p, SoftPrompt) for p in prompts):
-        return [_predict(lm, p, task, df, method, r, batch_size, max_new_tokens, progress) for p, r in zip(prompts, reads)]
+        return [_predict(lm, p, task, df, method, r, batch_size, max_new_tokens, progress) for p,
+                r in zip(prompts, reads)]
     for p in prompts: check_fits(p, lm)
     if len(set(reads)) > 1:
-        raise TpvError(f"The prompts were tuned reading inputs in {len(set(reads))} ways ({sorted(map(str, set(reads)))}); evaluate them apart, or pass one `spec`.")
-    if len({p.rows for p in prompts}) > 1: raise TpvError("evaluate_many needs soft prompts of one length; evaluate the others apart.")
+        raise TpvError(f"The prompts were tuned reading inputs in {len(set(reads))} ways "
+                       f"({sorted(map(str, set(reads)))}); evaluate them apart, or pass one `spec`.")
+    if len({p.rows for p in prompts}) > 1: raise TpvError("evaluate_many needs soft prompts of one length; evaluate "
+                                                          "the others apart.")
     enc = encode(lm, task, df, reads[0])
     sc = score_choices(lm, [p.tensor for p in prompts], enc, batch_size, progress)
     return [_ranked(sc[k], df["label"].tolist()) for k in range(len(prompts))]
@@ -171,20 +197,26 @@ def evaluate_many(lm:LM, prompts:Sequence, # soft prompts, prompt modules, or No
                   method:str|None=None, # "rank" or "generate"; default: rank for classification
                   spec:ReadSpec|dict|str|None=None, # how inputs are read; default: each prompt's own (`reading_of`)
                   batch_size:int=32, max_new_tokens:int|None=None, seed:int=42, progress:bool=True) -> list[dict]:
-    "The task's metrics for each prompt on a split, with how they were obtained; soft prompts scored by rank classification share one pass."
+    """The task's metrics for each prompt on a split, with how they were obtained; soft prompts scored by rank
+    classification share one pass."""
     task = get_task(task)
     if not prompts: raise TpvError("evaluate_many needs at least one prompt (None stands for the bare model).")
-    _check_n(n); check_seed(seed)
+    _check_n(n)
+    check_seed(seed)
     method = _method(task, method)
     df = subsample(task, load_split(task, split), n, seed)
     t0 = time.time()
     reads = [reading_of(lm, p, spec) for p in prompts]
     preds = _pass(lm, list(prompts), task, df, method, reads, batch_size, max_new_tokens, progress)
     secs = round((time.time() - t0) / len(prompts), 2)
-    return [{**compute_metrics(task, p["pred"].tolist(), p["label"].tolist()), "n": len(df), "split": split, "method": method,
-             "style": r.style, "reading": r.to_dict(), "seconds": secs, **_per_example(task, p)} for p, r in zip(preds, reads)]
+    return [{**compute_metrics(task, p["pred"].tolist(), p["label"].tolist()), "n": len(df), "split": split,
+             "method": method,
+             "style": r.style, "reading": r.to_dict(), "seconds": secs, **_per_example(task, p)} for p,
+            r in zip(preds, reads)]
 
-def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str, split:str="test", n:int|None=None, method:str|None=None,
-             spec:ReadSpec|dict|str|None=None, batch_size:int=32, max_new_tokens:int|None=None, seed:int=42, progress:bool=True) -> dict:
+def evaluate(lm:LM, prompt:SoftPrompt|PromptModule|None, task:Task|str, split:str="test", n:int|None=None,
+             method:str|None=None,
+             spec:ReadSpec|dict|str|None=None, batch_size:int=32, max_new_tokens:int|None=None, seed:int=42,
+             progress:bool=True) -> dict:
     "The task's metrics for `prompt` (or no prompt) on a split: `evaluate_many` of one prompt."
     return evaluate_many(lm, [prompt], task, split, n, method, spec, batch_size, max_new_tokens, seed, progress)[0]

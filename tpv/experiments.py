@@ -86,7 +86,10 @@ def missing(self:Experiment, units:list) -> list:
 def compute(self:Experiment, units:list) -> list[list[Record]]:
     "The records of every unit, in order; each unit's missing ones computed together by its `run` and stored first."
     if todo := self.missing(units):
-        self.say(f"{sum(n for _, n in todo)} of {sum(len(u.keys) for u in units)} records to compute: " + "; ".join(f"{u.what} ({n})" for u, n in todo))
+        self.say(
+            f"{sum(n for _, n in todo)} of {sum(len(u.keys) for u in units)} records to compute: "
+            + "; ".join(f"{u.what} ({n})" for u, n in todo)
+        )
     return [[self._use(r) for r in self.store.many(u.kind, u.keys, u.run, self.say)] for u in units]
 
 # %% ../nbs/14_experiment.ipynb #1247709f
@@ -120,34 +123,43 @@ def origin(self:Experiment, i:int) -> SoftPrompt:
 def prompt_key(self:Experiment, task:str|list, i:int) -> dict:
     "The store key of the prompt tuned on `task` (a list: multi-task) from origin `i`."
     tasks = _tasks(task)
-    return {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt", "seed": self.config.seed,
-            "origin_hash": self.origin(i).hash, "config": self.config.hash(), "data": {t: data_fingerprint(t) for t in tasks}}
+    return {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt",
+            "seed": self.config.seed,
+            "origin_hash": self.origin(i).hash, "config": self.config.hash(),
+            "data": {t: data_fingerprint(t) for t in tasks}}
 
 # %% ../nbs/14_experiment.ipynb #26961daa
 @patch
 def tune_unit(self:Experiment, task:str|list, origins) -> Unit:
-    "The prompts tuned on `task` (a list: multi-task) from these origins: one unit, its missing prompts tuned in one loop."
+    """The prompts tuned on `task` (a list: multi-task) from these origins: one unit, its missing prompts tuned in one
+    loop."""
     idx = list(origins)
     keys = [self.prompt_key(task, i) for i in idx]
     def run(todo):
         self.say(f"tuning {len(todo)} prompt(s) in one loop ({self.config.max_steps} steps): "
                  + ", ".join(f"{keys[k]['task']}/origin_{idx[k]}" for k in todo))
-        ck = self.store.root/"checkpoints"/(fingerprint(json.dumps(_jsonable([keys[k] for k in todo]), sort_keys=True)) + ".ckpt")
+        ck = self.store.root/"checkpoints"/(fingerprint(json.dumps(_jsonable([keys[k] for k in todo]),
+                                                                   sort_keys=True)) + ".ckpt")
         ck.parent.mkdir(parents=True, exist_ok=True)
         t0, runs = time.time(), [(_tasks(task), self.origin(idx[k])) for k in todo]
         try: res = tune_many(self.lm, runs, self.config, progress=False, checkpoint=ck)
-        except CheckpointError as e:  # a file in the store's checkpoint folder that tpv cannot resume from (damaged, or planted): aside, start over
+        # a file in the store's checkpoint folder that tpv cannot resume from (damaged, or planted): aside, start over
+        except CheckpointError as e:
             self.store._set_aside(ck, str(e))
             res = tune_many(self.lm, runs, self.config, progress=False, checkpoint=ck)
         secs = round((time.time() - t0) / len(todo), 2)  # each run's share of the loop
-        loop = [{"task": keys[k]["task"], "origin_hash": keys[k]["origin_hash"]} for k in todo]  # what `rerun` must train together to match bit for bit
-        return [({"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history, "loop": loop, "loop_index": n},
+        loop = [{"task": keys[k]["task"],
+                 # what `rerun` must train together to match bit for bit
+                 "origin_hash": keys[k]["origin_hash"]} for k in todo]
+        return [({"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history, "loop": loop,
+                  "loop_index": n},
                  r.prompt, secs, self.config.to_dict()) for n, r in enumerate(res)]
     return Unit("prompt", keys, f"{'+'.join(_tasks(task))} from origins {idx}", run)
 
 @patch
 def tune_all(self:Experiment, tasks:list, origins) -> list[Record]:
-    "The prompt records of every task × origin index: a unit per task, its missing prompts tuned in one `tune_many` loop."
+    """The prompt records of every task × origin index: a unit per task, its missing prompts tuned in one `tune_many`
+    loop."""
     return [r for recs in self.compute([self.tune_unit(t, origins) for t in tasks]) for r in recs]
 
 @patch
@@ -165,20 +177,26 @@ def eval_key(self:Experiment, prompt:SoftPrompt|None, task:str, split:str, n:int
 
 @patch
 def eval_unit(self:Experiment, prompts:list, task:str, split:str="test", n:int|None=None) -> Unit:
-    "The evaluations of K prompts (None: the bare model) on `task`: one unit, the missing ones scored in one K-prompt pass."
+    """The evaluations of K prompts (None: the bare model) on `task`: one unit, the missing ones scored in one K-prompt
+    pass."""
     task = get_task(task).name
     n = n if n is not None else (self.P.n_test if split == "test" else self.config.n_validation)
     def run(todo):
         t0 = time.time()
-        ms = evaluate_many(self.lm, [prompts[i] for i in todo], task, split, n=n, spec=self.config.reading, progress=False)
-        self.say(f"{len(todo)} prompt(s) on {task} {split} in one pass: accuracy {', '.join(format(m['accuracy'], '.3f') for m in ms)} "
+        ms = evaluate_many(self.lm, [prompts[i] for i in todo], task, split, n=n, spec=self.config.reading,
+                           progress=False)
+        self.say(f"{len(todo)} prompt(s) on {task} {split} in one pass: accuracy "
+                 f"{', '.join(format(m['accuracy'], '.3f') for m in ms)} "
                  f"({time.time() - t0:.1f} s)")
-        return [(m, prompts[i], m["seconds"], None) for i, m in zip(todo, ms)]  # the prompt is kept so that `rerun` can check the result
-    return Unit("eval", [self.eval_key(p, task, split, n) for p in prompts], f"{len(prompts)} prompt(s) on {task} {split}", run)
+        return [(m, prompts[i], m["seconds"], None) for i,
+                m in zip(todo, ms)]  # the prompt is kept so that `rerun` can check the result
+    return Unit("eval", [self.eval_key(p, task, split, n) for p in prompts],
+                f"{len(prompts)} prompt(s) on {task} {split}", run)
 
 @patch
 def evaluate_many(self:Experiment, prompts:list, task:str, split:str="test", n:int|None=None) -> list[dict]:
-    "The metrics of K prompts on `task` through the store (the `eval_unit`); `n` defaults to the profile's test or validation size."
+    """The metrics of K prompts on `task` through the store (the `eval_unit`); `n` defaults to the profile's test or
+    validation size."""
     return [r.result for r in self.compute([self.eval_unit(prompts, task, split, n)])[0]]
 
 @patch
@@ -203,8 +221,10 @@ def save_fig(self:Experiment, fig, what:str, title:str):
     save_figure(fig, stem)
     self.outputs.append({"type": "figure", "title": title, "png": f"{stem.name}.png", "pdf": f"{stem.name}.pdf"})
 
-_VERDICTS = {True: "**supported**", False: "**not supported**", "supported": "**supported**", "not supported": "**not supported**",
-             "inconclusive": "inconclusive", "untestable here": "untestable here", "holds": "holds", "fails": "**fails**", None: "descriptive"}
+_VERDICTS = {True: "**supported**", False: "**not supported**", "supported": "**supported**",
+             "not supported": "**not supported**",
+             "inconclusive": "inconclusive", "untestable here": "untestable here", "holds": "holds",
+             "fails": "**fails**", None: "descriptive"}
 
 @patch
 def claim(self:Experiment, claim:str, paper:str, ours:str,
@@ -215,15 +235,18 @@ def claim(self:Experiment, claim:str, paper:str, ours:str,
     v = supported if supported is None or isinstance(supported, str) else bool(supported)
     if v not in _VERDICTS: raise TpvError(f"Unknown verdict {v!r}; use one of {', '.join(map(repr, _VERDICTS))}.")
     d = 1 if scale != 1 else 3
-    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": v, "ci": fmt_ci(ci, scale, d) if ci else "",
+    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": v,
+                        "ci": fmt_ci(ci, scale, d) if ci else "",
                         "mde": f"{scale * ci['mde']:.{d}f}" if ci else ""})
 
 @patch
 def note_regime(self:Experiment, tuned:dict, origins:list) -> pd.Series:
     "|τ|/|θ₀| of the tuned prompts ({(task, origin index): prompt}), kept for the summary and the README."
     r = pd.Series({k: norm_ratio(p, origins[k[1]]) for k, p in tuned.items()})
-    self.regime = {"norm_ratio_mean": float(r.mean()), "norm_ratio_min": float(r.min()), "norm_ratio_max": float(r.max()), "n": len(r)}
-    self.notes.append(f"|τ|/|θ₀| of the {len(r)} tuned prompts: mean {r.mean():.2f} (range {r.min():.2f}–{r.max():.2f}).")
+    self.regime = {"norm_ratio_mean": float(r.mean()), "norm_ratio_min": float(r.min()),
+                   "norm_ratio_max": float(r.max()), "n": len(r)}
+    self.notes.append(f"|τ|/|θ₀| of the {len(r)} tuned prompts: mean {r.mean():.2f} (range "
+                      f"{r.min():.2f}–{r.max():.2f}).")
     return r
 
 def units(results:list, per:int=1) -> np.ndarray:
@@ -233,12 +256,15 @@ def units(results:list, per:int=1) -> np.ndarray:
 
 @patch
 def gate(self:Experiment, task:str, tuned:list, origins:list) -> dict:
-    "The sanity gate of `task` (`tpv.stats.learned`, macro-F1) from the test results of its tuned prompts and their untuned origins, one each per origin."
+    """The sanity gate of `task` (`tpv.stats.learned`, macro-F1) from the test results of its tuned prompts and their
+    untuned origins, one each per origin."""
     y = tuned[0]["labels"]
     g = learned(units(tuned), units(origins), y, get_task(task).n_classes)
-    self.gates[task] = {"learned": g["learned"], "tuned": round(100 * g["single"], 1), "untuned origin": round(100 * g["origin"], 1),
+    self.gates[task] = {"learned": g["learned"], "tuned": round(100 * g["single"], 1),
+                        "untuned origin": round(100 * g["origin"], 1),
                         "chance": round(100 * g["chance"], 1), "majority share": round(100 * majority_share(y), 1),
-                        "tuned − origin [95%]": fmt_ci(g["over_origin"]), "tuned − chance [95%]": fmt_ci(g["over_chance"]),
+                        "tuned − origin [95%]": fmt_ci(g["over_origin"]),
+                        "tuned − chance [95%]": fmt_ci(g["over_chance"]),
                         "one-class runs": f"{collapse_share(r['preds'] for r in tuned):.0%}"}
     return g
 
@@ -246,15 +272,19 @@ def gate(self:Experiment, task:str, tuned:list, origins:list) -> dict:
 def save_gates(self:Experiment) -> pd.DataFrame:
     "The sanity table: for every task, whether its tuned prompts learned it (macro-F1 ×100)."
     df = pd.DataFrame(self.gates).T.rename_axis("task")
-    return self.save_table(df, "sanity", "Sanity gate: tuned prompts against their untuned origins and chance, test macro-F1 ×100; a claim is judged only on tasks that learned")
+    return self.save_table(df, "sanity", "Sanity gate: tuned prompts against their untuned origins and chance, test "
+                                         "macro-F1 ×100; a claim is judged only on tasks that learned")
 
 @patch
 def finish(self:Experiment, **extra) -> Path:
     "Write the experiment's summary JSON (outputs, claims, settings, time)."
-    s = {"experiment": self.name, "model": self.model, "profile": self.profile, "seconds": round(time.time() - self.t0, 1),
-         "settings": {"n_tokens": self.P.n_tokens, "n_val": self.config.n_validation, "n_test": self.P.n_test, "style": self.config.reading.style,
+    s = {"experiment": self.name, "model": self.model, "profile": self.profile,
+         "seconds": round(time.time() - self.t0, 1),
+         "settings": {"n_tokens": self.P.n_tokens, "n_val": self.config.n_validation, "n_test": self.P.n_test,
+                      "style": self.config.reading.style,
                       "tune": self.config.to_dict(), "overrides": self.overrides},
-         "outputs": self.outputs, "claims": self.claims, "notes": self.notes, "records": self.used, "regime": self.regime, "gates": self.gates, **extra}
+         "outputs": self.outputs, "claims": self.claims, "notes": self.notes, "records": self.used,
+         "regime": self.regime, "gates": self.gates, **extra}
     p = self.out/f"{self.name}_{_slug(self.model)}_{self.profile}.json"
     atomic_write(p, json.dumps(_jsonable(s), indent=1))
     self.say(f"done: {len(self.outputs)} outputs, {len(self.claims)} claims")

@@ -38,7 +38,8 @@ NEEDS = {"vectors": "the sources' task prompt vectors (always there)",
 
 @dataclass(frozen=True)
 class Init:
-    "A registered initialization: the function that builds it from `Sources`, what it needs, and whether it names a source (`spot:TASK`)."
+    """A registered initialization: the function that builds it from `Sources`, what it needs, and whether it names a
+    source (`spot:TASK`)."""
     name: str
     fn: object
     doc: str
@@ -50,8 +51,11 @@ INITS: dict = {} # name → `Init`, in table order (the order they were register
 def register_init(name:str, # the init's name (before the `:TASK` of a per-source init)
                   needs:tuple=(), # what it is built from, beyond the origin and the source prompts (`NEEDS`)
                   per_source:bool=False): # one init per source task: `fn(sources, task)`
-    "Register `fn(sources, ...)` as an init; it returns a TaskPromptVector (added to the origin), a SoftPrompt or a PromptModule."
-    if unknown := sorted(set(needs) - set(NEEDS)): raise TypeError(f"The init {name!r} needs {unknown}; an init needs some of {', '.join(NEEDS)}.")
+    """Register `fn(sources, ...)` as an init; it returns a TaskPromptVector (added to the origin), a SoftPrompt or a
+    PromptModule."""
+    if unknown := sorted(set(needs) - set(NEEDS)):
+        raise TypeError(f"The init {name!r} needs {unknown}; an init needs some of {', '.join(NEEDS)}.")
+
     def register(fn):
         INITS[name] = Init(name, fn, inspect.getdoc(fn) or "", frozenset(needs), per_source)
         return fn
@@ -74,7 +78,8 @@ class Sources:
         if not self.prompts: raise InitError("Sources need at least one tuned source prompt.")
         for t, p in self.prompts.items():
             if p.model != self.origin.model or p.tensor.shape != self.origin.tensor.shape:
-                raise InitError(f"The prompt of {t!r} does not match the origin (model {p.model!r}, shape {tuple(p.tensor.shape)}).")
+                raise InitError(f"The prompt of {t!r} does not match the origin (model {p.model!r}, shape "
+                                f"{tuple(p.tensor.shape)}).")
     @property
     def tasks(self) -> list: return list(self.prompts)
     @property
@@ -92,7 +97,8 @@ def build_sources(lm:LM, tasks:list, # the source tasks
                   progress:bool=True) -> Sources:
     "Tune each source task (and optionally all at once) from `origin`, and search λs: what every init needs."
     if len(tasks) < 1: raise InitError("Give at least one source task.")
-    tasks = [get_task(t).name for t in tasks]; cfg = config or TuneConfig()
+    tasks = [get_task(t).name for t in tasks]
+    cfg = config or TuneConfig()
     tr = lambda ts: None if train is None else [train[t] for t in ts]
     va = lambda ts: None if validation is None else [validation[t] for t in ts]
     t0 = time.time()
@@ -110,7 +116,8 @@ def build_sources(lm:LM, tasks:list, # the source tasks
         vecs, t0 = src.vectors, time.time()
         def score(ls):
             p = combine(vecs, weights=list(ls)).apply_to(origin)
-            if validation is None: r = evaluate_tasks(lm, p, tasks, "validation", n_validation, spec=cfg.reading, progress=False)
+            if validation is None: r = evaluate_tasks(lm, p, tasks, "validation", n_validation, spec=cfg.reading,
+                                                      progress=False)
             else: r = {t: _eval_df(lm, p, t, validation[t], cfg) for t in tasks}
             return float(np.mean([x[metric] for x in r.values()]))
         src.lambdas, best, steps = search_task_lambdas(score, len(tasks), rounds=1)
@@ -132,7 +139,11 @@ def get_init(name:str, # an init name, `spot:TASK` for a per-source one
     "The registered init of `name`, or an `InitError` with the close names."
     kind = name.partition(":")[0] if isinstance(name, str) else name
     if kind in INITS: return INITS[kind]
-    names = init_names(sources) if sources is not None else [f"{i.name}:TASK" if i.per_source else i.name for i in INITS.values()]
+    names = (
+        init_names(sources)
+        if sources is not None
+        else [f"{i.name}:TASK" if i.per_source else i.name for i in INITS.values()]
+    )
     hint = did_you_mean(name, names)
     raise InitError(f"Unknown init {name!r}{' (' + hint + ')' if hint else ''}; use one of {', '.join(names)}.")
 
@@ -143,7 +154,8 @@ def init_needs(names:list) -> set:
 # %% ../nbs/08_initialization.ipynb #ad8d0b7f
 def _source_meta(name:str, src:Sources) -> dict:
     "What every init records: its name, its sources and their origin."
-    return {"init": name, "sources": src.tasks, "origin": src.origin.meta.get("origin", ""), "origin_hash": src.origin.hash}
+    return {"init": name, "sources": src.tasks, "origin": src.origin.meta.get("origin", ""),
+            "origin_hash": src.origin.hash}
 
 def _tag(p:SoftPrompt, name:str, src:Sources, **extra) -> SoftPrompt:
     return SoftPrompt(p.tensor.clone(), p.model, p.kind, p.init, {**p.meta, **_source_meta(name, src), **extra})
@@ -151,19 +163,24 @@ def _tag(p:SoftPrompt, name:str, src:Sources, **extra) -> SoftPrompt:
 def _check_needs(init:Init, s:Sources):
     "Refuse to build `init` from sources that lack what it needs."
     have = {"multi": s.multi is not None, "lambdas": s.lambdas is not None}
-    if missing := [n for n in sorted(init.needs) if not have.get(n, True)]: raise InitError(f"{init.name} needs {NEEDS[missing[0]]}.")
+    if missing := [n for n in sorted(init.needs) if not have.get(n, True)]:
+        raise InitError(f"{init.name} needs {NEEDS[missing[0]]}.")
+
 
 def init_prompt(name:str, # an init name (see `init_names`)
                 sources:Sources, density:float=0.5, # fraction kept by TIES / DARE
                 seed:int=0, # DARE's drop, ATTEMPT's module
                ) -> SoftPrompt|PromptModule:
-    "The soft prompt (or, for ATTEMPT and MPT, the prompt module) a target run starts from: the registered init, tagged with its name and sources."
+    """The soft prompt (or, for ATTEMPT and MPT, the prompt module) a target run starts from: the registered init,
+    tagged with its name and sources."""
     init, (kind, _, arg), s = get_init(name, sources), name.partition(":"), sources
     _check_needs(init, s)
-    settings = {k: v for k, v in {"density": density, "seed": seed}.items() if k in inspect.signature(init.fn).parameters}
+    settings = {k: v for k,
+                v in {"density": density, "seed": seed}.items() if k in inspect.signature(init.fn).parameters}
     if init.per_source:
         arg = arg or (s.tasks[0] if len(s.tasks) == 1 else "")
-        if arg not in s.prompts: raise InitError(f"{name!r}: name a source task, one of {', '.join(f'{kind}:{t}' for t in s.tasks)}.")
+        if arg not in s.prompts: raise InitError(f"{name!r}: name a source task, one of "
+                                                 f"{', '.join(f'{kind}:{t}' for t in s.tasks)}.")
         out, name = init.fn(s, arg, **settings), f"{kind}:{arg}"
     elif arg: raise InitError(f"{kind} is one init for all sources; {name!r} names a source task it does not take.")
     else: out = init.fn(s, **settings)
@@ -211,7 +228,8 @@ class AttemptPrompt(PromptModule):
     "ATTEMPT's instance-wise mixture of frozen source prompts and a trainable target prompt."
     def __init__(self, sources:Sources, rank:int=100, temperature:float|None=None, seed:int=0):
         super().__init__()
-        ps = [sources.prompts[t] for t in sources.tasks]; d = ps[0].width
+        ps = [sources.prompts[t] for t in sources.tasks]
+        d = ps[0].width
         self.register_buffer("sources", torch.stack([p.tensor for p in ps]))  # (t, P, d), frozen
         self.target = torch.nn.Parameter(ps[0].tensor.clone())
         with torch.random.fork_rng(devices=[]):
@@ -242,11 +260,19 @@ class MptPrompt(PromptModule):
     "PEFT's multitask-prompt-tuning embedding for one target task, started from the source training."
     def __init__(self, sources:Sources, n_ranks:int=1):
         super().__init__()
-        if sources.multi is None: raise InitError("mpt needs the multi-task source prompt: build_sources(..., multi=True) with two or more sources.")
-        shared = sources.multi; P, d, k = shared.rows, shared.width, len(sources.tasks)
-        cfg = MultitaskPromptTuningConfig(task_type=TaskType.CAUSAL_LM if shared.kind == "causal" else TaskType.SEQ_2_SEQ_LM,
-                                          num_virtual_tokens=P, token_dim=d, num_tasks=1, num_ranks=n_ranks,
-                                          num_transformer_submodules=1, prompt_tuning_init=MultitaskPromptTuningInit.AVERAGE_SOURCE_TASKS)
+        if sources.multi is None: raise InitError("mpt needs the multi-task source prompt: build_sources(..., "
+                                                  "multi=True) with two or more sources.")
+        shared = sources.multi
+        P, d, k = shared.rows, shared.width, len(sources.tasks)
+        cfg = MultitaskPromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM if shared.kind == "causal" else TaskType.SEQ_2_SEQ_LM,
+            num_virtual_tokens=P,
+            token_dim=d,
+            num_tasks=1,
+            num_ranks=n_ranks,
+            num_transformer_submodules=1,
+            prompt_tuning_init=MultitaskPromptTuningInit.AVERAGE_SOURCE_TASKS,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "source.safetensors")
             save_file({"prompt_embeddings": shared.tensor.clone(), "prefix_task_cols": torch.ones(k, P, n_ranks),
@@ -272,7 +298,8 @@ def _mpt(s:Sources):
 def few_shot_config(shots:int, **overrides) -> TuneConfig:
     "The paper's few-shot prompt-tuning settings for `shots` examples."
     bs = 2 if shots <= 25 else 8 if shots <= 250 else 16
-    return replace(TuneConfig(max_steps=1000, batch_size=bs, warmup_steps=500, eval_every=100, n_validation=250), **overrides)
+    return replace(TuneConfig(max_steps=1000, batch_size=bs, warmup_steps=500, eval_every=100, n_validation=250),
+                   **overrides)
 
 @dataclass
 class FewShotResult:
@@ -285,11 +312,14 @@ class FewShotResult:
 
 def _check_shots(shots, seed=42):
     "A number of shots (a whole number of 0 or more) and a data seed, checked before any work."
-    if not whole(shots, least=-math.inf): raise InitError(f"shots is a whole number of examples, not {shots!r}.")  # any sign: checked next
+    if not whole(shots,
+                 # any sign: checked next
+                 least=-math.inf): raise InitError(f"shots is a whole number of examples, not {shots!r}.")
     if shots < 0: raise InitError(f"shots cannot be negative ({shots}).")
     check_seed(seed)
 
-def _module_run(lm:LM, target:str, start:PromptModule, shots:int, cfg:TuneConfig, n_test, seed:int, progress:bool) -> FewShotResult:
+def _module_run(lm:LM, target:str, start:PromptModule, shots:int, cfg:TuneConfig, n_test, seed:int,
+                progress:bool) -> FewShotResult:
     "A prompt-module start (ATTEMPT, MPT) of a cell: tuned and scored on its own, on the per-row path."
     row, t0, hist = _row_head(target, start, shots, seed), time.time(), []
     start.to(lm.device)
@@ -300,7 +330,8 @@ def _module_run(lm:LM, target:str, start:PromptModule, shots:int, cfg:TuneConfig
         final, module, hist = res.prompt, res.module, res.history
         row.update(train_fingerprint=frame_fingerprint(train), best_step=res.best_step, best_val_loss=res.best_val_loss)
     row["train_seconds"] = round(time.time() - t0, 1)
-    m = evaluate(lm, final if final is not None else module, target, "test", n=n_test, spec=cfg.reading, progress=progress)
+    m = evaluate(lm, final if final is not None else module, target, "test", n=n_test, spec=cfg.reading,
+                 progress=progress)
     row.update({k: v for k, v in m.items() if k != "split"}, config_hash=cfg.hash(), config=cfg.to_dict())
     return FewShotResult(row, final, module, hist)
 
@@ -308,19 +339,23 @@ def _module_run(lm:LM, target:str, start:PromptModule, shots:int, cfg:TuneConfig
 def _row_head(target:str, start, shots:int, seed:int) -> dict:
     "What every few-shot row starts with: the target, the init, the shots, the origin and the data seed."
     meta = start.info if isinstance(start, PromptModule) else start.meta
-    return {"target": target, "init": meta.get("init", getattr(start, "init", "")), "shots": shots, "origin": meta.get("origin", ""), "seed": seed}
+    return {"target": target, "init": meta.get("init", getattr(start, "init", "")), "shots": shots,
+            "origin": meta.get("origin", ""), "seed": seed}
 
 def few_shot_cell(lm:LM, target:str, # the target task
                   starts:dict, # name → start (a SoftPrompt or PromptModule): every init × origin of one cell
                   shots:int, config:TuneConfig|None=None, n_test:int|None=None, seed:int=42,
                   progress:bool=True) -> dict:
-    "Every start of one (target, shots) cell: soft prompts tuned in one `tune_many` loop and scored in one K-prompt pass."
+    """Every start of one (target, shots) cell: soft prompts tuned in one `tune_many` loop and scored in one K-prompt
+    pass."""
     target = get_task(target).name
     _check_shots(shots, seed)
     cfg = (config or few_shot_config(shots)).validate()
     soft = {k: s for k, s in starts.items() if isinstance(s, SoftPrompt)}
-    out = {k: _module_run(lm, target, s, shots, cfg, n_test, seed, progress) for k, s in starts.items() if k not in soft}  # one by one
-    if len({s.rows for s in soft.values()}) > 1: raise InitError("The soft-prompt starts of one cell must have one length.")
+    out = {k: _module_run(lm, target, s, shots, cfg, n_test, seed, progress) for k,
+           s in starts.items() if k not in soft}  # one by one
+    if len({s.rows for s in soft.values()}) > 1:
+        raise InitError("The soft-prompt starts of one cell must have one length.")
     if soft: out.update(zip(soft, _soft_cell(lm, target, list(soft.values()), shots, cfg, n_test, seed, progress)))
     return {k: out[k] for k in starts}
 
@@ -333,10 +368,12 @@ def _soft_cell(lm:LM, target:str, starts:list, shots:int, cfg:TuneConfig, n_test
         train = few_shot(target, shots, seed)
         res = tune_many(lm, [(target, s) for s in starts], cfg, train=[train] * K, progress=progress)
         finals, hists = [r.prompt for r in res], [r.history for r in res]
-        for row, r in zip(rows, res): row.update(train_fingerprint=frame_fingerprint(train), best_step=r.best_step, best_val_loss=r.best_val_loss)
+        for row, r in zip(rows, res): row.update(train_fingerprint=frame_fingerprint(train), best_step=r.best_step,
+                                                 best_val_loss=r.best_val_loss)
     secs = round((time.time() - t0) / K, 1)
     ms = evaluate_many(lm, finals, target, "test", n=n_test, spec=cfg.reading, progress=progress)
-    for row, m in zip(rows, ms): row.update(train_seconds=secs, **{k: v for k, v in m.items() if k != "split"}, config_hash=cfg.hash(), config=cfg.to_dict())
+    for row, m in zip(rows, ms): row.update(train_seconds=secs, **{k: v for k, v in m.items() if k != "split"},
+                                            config_hash=cfg.hash(), config=cfg.to_dict())
     return [FewShotResult(row, p, None, h) for row, p, h in zip(rows, finals, hists)]
 
 def few_shot_run(lm:LM, target:str, # the target task

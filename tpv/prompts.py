@@ -26,10 +26,13 @@ class PromptError(TpvError, ValueError):
 
 def _real_tensor(x, what:str="A soft prompt") -> torch.Tensor:
     "`x` (a tensor, array or nested list of real numbers) as a detached tensor, or a `PromptError`."
-    if not (torch.is_tensor(x) or isinstance(x, (np.ndarray, list, tuple))): raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.")
+    if not (torch.is_tensor(x) or isinstance(x, (np.ndarray, list, tuple))):
+        raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.")
     try: t = x.detach() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
-    except (TypeError, ValueError, RuntimeError): raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.") from None
-    if t.is_complex() or t.dtype == torch.bool: raise PromptError(f"{what} is a tensor of real numbers, not of {t.dtype}.")
+    except (TypeError, ValueError,
+            RuntimeError): raise PromptError(f"{what} is a tensor of real numbers, not {type(x).__name__}.") from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise PromptError(f"{what} is a tensor of real numbers, not of {t.dtype}.")
     return t
 
 @dataclass(eq=False)
@@ -43,12 +46,18 @@ class SoftPrompt:
 
     def __post_init__(self):
         self.tensor = _real_tensor(self.tensor, "A soft prompt").to("cpu", torch.float32).contiguous()
-        if not isinstance(self.model, str): raise PromptError(f"A soft prompt's model is a model name (str), not {self.model!r}.")
-        if self.kind not in ("causal", "seq2seq"): raise PromptError(f"A soft prompt's kind is 'causal' or 'seq2seq', not {self.kind!r}.")
-        if not isinstance(self.meta, dict): raise PromptError(f"A soft prompt's meta is a dict, not {type(self.meta).__name__}.")
-        if self.tensor.ndim != 2: raise PromptError(f"A soft prompt is a 2-D tensor (rows × width), not shape {tuple(self.tensor.shape)}.")
+        if not isinstance(self.model,
+                          str): raise PromptError(f"A soft prompt's model is a model name (str), not {self.model!r}.")
+        if self.kind not in ("causal",
+                             "seq2seq"): raise PromptError("A soft prompt's kind is 'causal' or 'seq2seq', not "
+                                                           f"{self.kind!r}.")
+        if not isinstance(self.meta,
+                          dict): raise PromptError(f"A soft prompt's meta is a dict, not {type(self.meta).__name__}.")
+        if self.tensor.ndim != 2: raise PromptError("A soft prompt is a 2-D tensor (rows × width), not shape "
+                                                    f"{tuple(self.tensor.shape)}.")
         if not torch.isfinite(self.tensor).all():
-            raise PromptError("The soft prompt contains NaN or inf values; it cannot be used (a diverged run? lower the learning rate).")
+            raise PromptError("The soft prompt contains NaN or inf values; it cannot be used (a diverged run? lower "
+                              "the learning rate).")
     @property
     def rows(self) -> int: return self.tensor.shape[0]
     @property
@@ -59,7 +68,8 @@ class SoftPrompt:
         return fingerprint(self.tensor.numpy().tobytes())
     def __repr__(self):
         name = self.meta.get("name") or self.meta.get("origin") or ""
-        return (f"SoftPrompt({name + ', ' if name else ''}{self.rows}×{self.width}, model={self.model!r}, init={self.init!r}, "
+        return (f"SoftPrompt({name + ', ' if name else ''}{self.rows}×{self.width}, model={self.model!r}, "
+                f"init={self.init!r}, "
                 f"norm={self.tensor.norm():.2f}, hash={self.hash})")
 
 # %% ../nbs/02_prompts.ipynb #5feb86dc
@@ -76,7 +86,8 @@ def check_fits(prompt:SoftPrompt, lm:LM, strict_model:bool=True) -> SoftPrompt:
                           f"it was made for {prompt.model!r}. Use a prompt made for this model.")
     if strict_model and not same_model(prompt, lm):
         why = "other weights" if prompt.meta.get("model_fingerprint") else "a model of another name"
-        raise PromptError(f"The prompt was made for {prompt.model!r} ({why}), not {lm.name!r}; load the matching model.")
+        raise PromptError(f"The prompt was made for {prompt.model!r} ({why}), not {lm.name!r}; load the matching "
+                          "model.")
     return prompt
 
 # %% ../nbs/02_prompts.ipynb #130c7b23
@@ -116,7 +127,8 @@ def normal_prompt(lm:LM, n_tokens:int=50, seed:int=0, std:float|None=None) -> So
     E = lm.embeddings.weight.detach().float()
     g = torch.Generator().manual_seed(seed)
     std = float(E.std()) if std is None else std
-    return SoftPrompt(torch.randn(n_tokens, lm.width, generator=g) * std, lm.name, lm.kind, "normal", {"seed": seed, "std": std})
+    return SoftPrompt(torch.randn(n_tokens, lm.width, generator=g) * std, lm.name, lm.kind, "normal",
+                      {"seed": seed, "std": std})
 
 def text_prompt(lm:LM, text:str, n_tokens:int=50) -> SoftPrompt:
     "A prompt made of the embeddings of `text`'s tokens, repeated or truncated to `n_tokens`."
@@ -126,7 +138,12 @@ def text_prompt(lm:LM, text:str, n_tokens:int=50) -> SoftPrompt:
     return SoftPrompt(lm.embeddings.weight.detach()[torch.tensor(ids)], lm.name, lm.kind, "text", {"text": text})
 
 # %% ../nbs/02_prompts.ipynb #054aad6c
-ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_LEGACY = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
+ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_LEGACY = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+
 
 def _is_prompt_dir(path:Path) -> bool:
     "Does `path` hold a prompt-tuning adapter's config?"
@@ -143,31 +160,43 @@ def model_card(title:str, # what the artefact is
                model:str, # tpv's name of the base model (or a hub id / path)
                facts:dict, # label → value, listed under the title (empty values are left out)
                tags:tuple=()) -> str:
-    "A Hugging Face model card (`README.md` with YAML front matter) that says what a saved prompt or vector is; loaders ignore it."
+    """A Hugging Face model card (`README.md` with YAML front matter) that says what a saved prompt or vector is;
+    loaders ignore it."""
     import tpv
     head = ["---", f"base_model: {json.dumps(HUB_IDS.get(model, model))}", "library_name: peft", "tags:",
             *[f"- {t}" for t in ("prompt-tuning", "tpv", *tags)], "---", ""]
-    body = [f"# {title}", "", f"{CARD_MARK} {tpv.__version__}: task prompt vectors (Belanec et al., arXiv 2408.01119).", ""]
-    body += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in facts.items() if v not in (None, "", {}, [])]
+    body = [f"# {title}", "", f"{CARD_MARK} {tpv.__version__}: task prompt vectors (Belanec et al., arXiv 2408.01119).",
+            ""]
+    body += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k,
+             v in facts.items() if v not in (None, "", {}, [])]
     return "\n".join(head + body) + "\n"
 
 def _prompt_facts(p:SoftPrompt, metrics:dict|None) -> dict:
     m = p.meta
-    origin = f"{m.get('origin', '')} (hash {m.get('origin_hash', '')}; seed {m.get('seed', '?')}, vocabulary sample of the first {m.get('n_vocab', '?')} ids)" if m.get("origin") else None
-    return {"shape": f"{p.rows} × {p.width}", "init": p.init, "tasks": m.get("tasks"), "origin": origin, "started from (hash)": m.get("init_hash"),
+    origin = (
+        f"{m.get('origin', '')} (hash {m.get('origin_hash', '')}; seed {m.get('seed', '?')}, "
+        f"vocabulary sample of the first {m.get('n_vocab', '?')} ids)"
+        if m.get("origin")
+        else None
+    )
+    return {"shape": f"{p.rows} × {p.width}", "init": p.init, "tasks": m.get("tasks"), "origin": origin,
+            "started from (hash)": m.get("init_hash"),
             "best step": m.get("step"), "training settings": m.get("config"), "metrics": metrics,
-            "reading": m.get("reading"), "hash": p.hash, "load with": "`tpv.prompts.load_prompt(path)`, or PEFT's `PeftModel.from_pretrained`"}
+            "reading": m.get("reading"), "hash": p.hash,
+            "load with": "`tpv.prompts.load_prompt(path)`, or PEFT's `PeftModel.from_pretrained`"}
 
 def save_prompt(prompt:SoftPrompt, # the prompt to save
                 path:str|Path, # the adapter directory (created, or replacing an earlier prompt)
                 lm:LM|None=None, # the model, to record its layer and head counts as PEFT does
                 submodules:int=1, # 2 for PEFT's T5 encoder/decoder split
                 overwrite:bool=False, # replace `path` even if it holds something else
-                metrics:dict|None=None, # the prompt's scores, if known, for its model card (e.g. {"rt_polarity test macro-F1": 0.80})
+                # the prompt's scores, if known, for its model card (e.g. {"rt_polarity test macro-F1": 0.80})
+                metrics:dict|None=None,
                ) -> Path:
     "Save `prompt` as a PEFT prompt-tuning adapter directory."
     from peft import PromptTuningConfig, TaskType
-    check_target(path, {ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_LEGACY, "README.md"}, _is_prompt_dir, "a prompt-tuning adapter", overwrite)
+    check_target(path, {ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_LEGACY, "README.md"}, _is_prompt_dir,
+                 "a prompt-tuning adapter", overwrite)
     if prompt.rows % submodules: raise PromptError(f"{prompt.rows} rows cannot be split over {submodules} submodules.")
     cfg = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM if prompt.kind == "seq2seq" else TaskType.CAUSAL_LM,
                              num_virtual_tokens=prompt.rows // submodules, token_dim=prompt.width,
@@ -177,7 +206,8 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
     with atomic_dir(path) as d:
         cfg.save_pretrained(str(d))
         save_file({"prompt_embeddings": prompt.tensor}, str(d/ADAPTER_WEIGHTS), metadata={"tpv": json.dumps(meta)})
-        (d/"README.md").write_text(model_card(f"Soft prompt ({prompt.init}) for {prompt.model}", prompt.model, _prompt_facts(prompt, metrics)))
+        (d/"README.md").write_text(model_card(f"Soft prompt ({prompt.init}) for {prompt.model}", prompt.model,
+                                              _prompt_facts(prompt, metrics)))
     return Path(path)
 
 def load_prompt(path:str|Path) -> SoftPrompt:
@@ -185,42 +215,55 @@ def load_prompt(path:str|Path) -> SoftPrompt:
     path = user_path(path, "adapter path")
     if not path.is_dir(): raise PromptError(f"{path} is not a directory; a prompt is a PEFT adapter directory.")
     cfg_f = path/ADAPTER_CONFIG
-    if not cfg_f.exists(): raise PromptError(f"{path} has no {ADAPTER_CONFIG}; it is not a PEFT adapter (save it with tpv or PEFT's save_pretrained).")
-    try: cfg = json.loads(cfg_f.read_text())
-    except json.JSONDecodeError as e: raise PromptError(f"{cfg_f} is not valid JSON ({e.msg}); the adapter is corrupt.") from None
+    if not cfg_f.exists(): raise PromptError(f"{path} has no {ADAPTER_CONFIG}; it is not a PEFT adapter (save it with "
+                                             "tpv or PEFT's save_pretrained).")
+    try:
+        cfg = json.loads(cfg_f.read_text())
+    except json.JSONDecodeError as e:
+        raise PromptError(f"{cfg_f} is not valid JSON ({e.msg}); the adapter is corrupt.") from None
     if cfg.get("peft_type") != "PROMPT_TUNING":
-        raise PromptError(f"{path} is a {cfg.get('peft_type')} adapter, not a prompt-tuning one; tpv works with soft prompts only.")
+        raise PromptError(f"{path} is a {cfg.get('peft_type')} adapter, not a prompt-tuning one; tpv works with soft "
+                          "prompts only.")
     meta = {}
     if (path/ADAPTER_WEIGHTS).exists():
         try:
             from safetensors import safe_open
-            with safe_open(str(path/ADAPTER_WEIGHTS), "pt") as f: meta = json.loads((f.metadata() or {}).get("tpv", "{}"))
+            with safe_open(str(path/ADAPTER_WEIGHTS),
+                           "pt") as f: meta = json.loads((f.metadata() or {}).get("tpv", "{}"))
             sd = load_file(str(path/ADAPTER_WEIGHTS))
         except (SafetensorError, OSError, ValueError) as e:
             raise PromptError(f"{path/ADAPTER_WEIGHTS} is corrupt ({e}); re-save the prompt.") from None
     elif (path/ADAPTER_LEGACY).exists(): sd = torch.load(path/ADAPTER_LEGACY, map_location="cpu", weights_only=True)
     else: raise PromptError(f"{path} has no {ADAPTER_WEIGHTS} (or {ADAPTER_LEGACY}); the adapter has no weights.")
-    if "prompt_embeddings" not in sd: raise PromptError(f"{path} holds no 'prompt_embeddings' tensor; it is not a prompt-tuning adapter.")
+    if "prompt_embeddings" not in sd: raise PromptError(f"{path} holds no 'prompt_embeddings' tensor; it is not a "
+                                                        "prompt-tuning adapter.")
     t = sd["prompt_embeddings"]
     kind = meta.get("kind") or ("seq2seq" if cfg.get("task_type") == "SEQ_2_SEQ_LM" else "causal")
     p = SoftPrompt(t, meta.get("model") or cfg.get("base_model_name_or_path") or "", kind,
                    meta.get("init", "peft"), meta.get("meta", {}))
     p.meta["submodules"] = _check_adapter(path, cfg, p, meta)
-    if p.meta["submodules"] == 2 and "reading" not in p.meta:  # PEFT's seq2seq default: the second half goes before the decoder
-        p.meta["reading"] = {"peft_t5_split": True}  # a partial reading spec: the rest at its defaults (`tpv.engine.ReadSpec.of`)
+    # PEFT's seq2seq default: the second half goes before the decoder
+    if p.meta["submodules"] == 2 and "reading" not in p.meta:
+        # a partial reading spec: the rest at its defaults (`tpv.engine.ReadSpec.of`)
+        p.meta["reading"] = {"peft_t5_split": True}
     return p
 
 def _check_adapter(path:Path, cfg:dict, p:SoftPrompt, meta:dict) -> int:
-    "The adapter's submodule count, once its config agrees with its tensor (and a tpv prompt with the hash it was saved with)."
+    """The adapter's submodule count, once its config agrees with its tensor (and a tpv prompt with the hash it was
+    saved with)."""
     subs, nvt, dim = cfg.get("num_transformer_submodules") or 1, cfg.get("num_virtual_tokens"), cfg.get("token_dim")
     if subs not in (1, 2) or (subs == 2 and p.kind != "seq2seq"):
-        raise PromptError(f"{path/ADAPTER_CONFIG} gives num_transformer_submodules={subs!r}; a prompt has 1 (or 2 on a seq2seq model).")
+        raise PromptError(f"{path/ADAPTER_CONFIG} gives num_transformer_submodules={subs!r}; a prompt has 1 (or 2 on a "
+                          "seq2seq model).")
     if nvt is not None and nvt * subs != p.rows:
-        raise PromptError(f"{path/ADAPTER_CONFIG} says {nvt} virtual tokens × {subs} submodule(s) = {nvt * subs} rows, but the tensor has {p.rows}; "
+        raise PromptError(f"{path/ADAPTER_CONFIG} says {nvt} virtual tokens × {subs} submodule(s) = {nvt * subs} rows, "
+                          f"but the tensor has {p.rows}; "
                           "the adapter is inconsistent: save it again.")
     if dim is not None and dim != p.width:
-        raise PromptError(f"{path/ADAPTER_CONFIG} says token_dim {dim}, but the tensor is {p.width} wide; the adapter is inconsistent: save it again.")
+        raise PromptError(f"{path/ADAPTER_CONFIG} says token_dim {dim}, but the tensor is {p.width} wide; the adapter "
+                          "is inconsistent: save it again.")
     if meta.get("hash") and meta["hash"] != p.hash:
-        raise PromptError(f"The prompt in {path} was changed after tpv saved it: its values no longer match the hash it was saved with "
+        raise PromptError(f"The prompt in {path} was changed after tpv saved it: its values no longer match the hash "
+                          "it was saved with "
                           f"({meta['hash']}, now {p.hash}). Save it again from its source.")
     return subs

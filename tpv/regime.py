@@ -29,7 +29,8 @@ def embedding_scale(lm:LM) -> float:
     return float(lm.embeddings.weight.float().std())
 
 def similarity_gap(vecs:dict) -> float:
-    "Token-mean cosine of a task's vectors across origins, minus that of different tasks' vectors ({(task, origin): vector})."
+    """Token-mean cosine of a task's vectors across origins, minus that of different tasks' vectors ({(task, origin):
+    vector})."""
     m = cross_origin_similarity(vecs, "mean")[0].astype(float).to_numpy()
     return float(np.diag(m).mean() - m[~np.eye(len(m), dtype=bool)].mean())
 
@@ -41,20 +42,26 @@ def _scores(lm:LM, tasks:list, origins:list, tuned:dict, vec:dict, cfg:TuneConfi
         cells = [("tuned", i, i, tuned[t, i]) for i in U] + [("origin", i, None, origins[i]) for i in U]
         cells += [("mixed", i, j, vec[t, j].apply_to(origins[i])) for i, j in itertools.permutations(U, 2)]
         cells += [("sum", i, u, (vec[t, i] + vec[u, i]).apply_to(origins[i])) for u in tasks if u != t for i in U]
-        for (kind, i, j, _), m in zip(cells, evaluate_many(lm, [c[3] for c in cells], t, "test", n=n_test, spec=cfg.reading, seed=seed, progress=False)):
-            rows.append({"task": t, "kind": kind, "origin": i, "other": j, "macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "preds": m["preds"]})
+        for (kind, i, j, _), m in zip(cells,
+                                      evaluate_many(lm, [c[3] for c in cells], t, "test", n=n_test, spec=cfg.reading,
+                                                    seed=seed, progress=False)):
+            rows.append({"task": t, "kind": kind, "origin": i, "other": j, "macro_f1": m["macro_f1"],
+                         "accuracy": m["accuracy"], "preds": m["preds"]})
     return rows
 
 def _selection(history:list) -> dict:
     "Validation macro-F1 at the step the paper's loss would keep, and the best validation macro-F1 (trained steps)."
     h = pd.DataFrame(history)
     h = h[h.step > 0]
-    return {"val_f1_at_min_loss": float(h.loc[h.val_loss.idxmin(), "val_macro_f1"]), "best_val_f1": float(h.val_macro_f1.max())}
+    return {"val_f1_at_min_loss": float(h.loc[h.val_loss.idxmin(), "val_macro_f1"]),
+            "best_val_f1": float(h.val_macro_f1.max())}
 
 # %% ../nbs/10_regime.ipynb #a8bbe203
 def regime_setting(lm:LM, tasks:list, # two or more tasks
                    origins:list, # two or more origins (SoftPrompts of one length)
-                   config:TuneConfig, n_test:int|None=100, seed:int=42, progress:bool=False) -> tuple[dict, pd.DataFrame, list]:
+                   config:TuneConfig, n_test:int|None=100, seed:int=42, progress:bool=False) -> tuple[dict,
+                                                                                                      pd.DataFrame,
+                                                                                                      list]:
     "Tune every task from every origin under `config` and measure its regime: (summary row, scored prompts, histories)."
     if len(tasks) < 2 or len(origins) < 2: raise ValueError("A regime needs at least two tasks and two origins.")
     keys = [(t, i) for t in tasks for i in range(len(origins))]
@@ -68,10 +75,12 @@ def regime_setting(lm:LM, tasks:list, # two or more tasks
     sums = scored[scored.kind == "sum"]
     sel = pd.DataFrame([_selection(r.history) for r in res]).mean()
     row = {"test_macro_f1": f1("tuned").mean(), "origin_macro_f1": f1("origin").mean(),
-           "test_accuracy": scored[scored.kind == "tuned"].accuracy.mean(), "norm_ratio": np.mean([norm_ratio(tuned[k], origins[k[1]]) for k in keys]),
+           "test_accuracy": scored[scored.kind == "tuned"].accuracy.mean(),
+           "norm_ratio": np.mean([norm_ratio(tuned[k], origins[k[1]]) for k in keys]),
            "cross_retention": (f1("mixed") / f1("tuned")).mean(),
            "sum_retention": float(np.mean([r.macro_f1 / own[r.task, r.origin] for r in sums.itertuples()])),
            "similarity_gap": similarity_gap({(t, f"o{i}"): v for (t, i), v in vec.items()}),
-           "collapsed": collapse_share(scored[scored.kind == "tuned"].preds), **sel, "best_step": np.mean([r.best_step for r in res]),
+           "collapsed": collapse_share(scored[scored.kind == "tuned"].preds), **sel,
+           "best_step": np.mean([r.best_step for r in res]),
            "minutes": (time.time() - t0) / 60}
     return row, scored, [r.history for r in res]

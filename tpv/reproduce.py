@@ -16,7 +16,17 @@ from .evaluation import evaluate
 from .models import load_lm
 from .prompts import SoftPrompt, load_prompt, make_origins
 from .tuning import TuneConfig, tune_many
-from .store import Record, RunStore, StoreError, _device_name, _jsonable, _slug, data_fingerprint, read_manifest, versions
+from tpv.store import (
+    Record,
+    RunStore,
+    StoreError,
+    _device_name,
+    _jsonable,
+    _slug,
+    data_fingerprint,
+    read_manifest,
+    versions,
+)
 from .profiles import EXPERIMENTS, PROFILES, PROXIES, get_profile
 from .experiments import _VERDICTS
 from .paper import PAPER
@@ -26,7 +36,8 @@ __all__ = ['TOLERANCE', 'OUT_MARK', 'RUN_MARK', 'rerun', 'ParameterError', 'note
            'write_readme']
 
 # %% ../nbs/15_reproduce.ipynb #81e2782b
-TOLERANCE = {"origin": 1e-6, "prompt": 1e-2, "eval": 0.02} # what `rerun` accepts as "the same within tolerance" when the bits differ
+TOLERANCE = {"origin": 1e-6, "prompt": 1e-2,
+             "eval": 0.02} # what `rerun` accepts as "the same within tolerance" when the bits differ
 
 def _find_origin(root:Path, h:str) -> SoftPrompt:
     "The stored origin with content hash `h`."
@@ -49,48 +60,69 @@ def _rel(new:torch.Tensor, old:torch.Tensor) -> float:
     return float((new - old).abs().max() / old.abs().max().clamp_min(1e-12))
 
 def _redo(kind:str, man:dict, path:Path, lm) -> tuple:
-    "(stored, recomputed, difference) of the record: hashes and relative tensor difference, or metrics and the share of changed answers."
+    """(stored, recomputed, difference) of the record: hashes and relative tensor difference, or metrics and the share
+    of changed answers."""
     key, rec = man["key"], Record(path, man)
     if kind == "origin":
         i = int(key["origin"].split("_")[1])
         new = make_origins(lm, i + 1, key["n_tokens"], key["seed"])[i]
         return man["result"]["hash"], new.hash, _rel(new.tensor, rec.prompt.tensor)
     if kind == "prompt":
-        cfg = TuneConfig.from_dict({"shared_prefix": False, **man["config"]})  # records made before the shared prefix: the per-row path
-        loop = man["result"].get("loop") or [{"task": key["task"], "origin_hash": key["origin_hash"]}]  # tuned together in one loop: tune them together again
+        cfg = TuneConfig.from_dict({"shared_prefix": False,
+                                    **man["config"]})  # records made before the shared prefix: the per-row path
+        loop = man["result"].get("loop") or [{"task": key["task"],
+                                              # tuned together in one loop: tune them together again
+                                              "origin_hash": key["origin_hash"]}]
         runs = [(j["task"].split("+"), _find_origin(path.parent.parent, j["origin_hash"])) for j in loop]
         new = tune_many(lm, runs, cfg, progress=False)[man["result"].get("loop_index", 0)].prompt
         return rec.prompt.hash, new.hash, _rel(new.tensor, rec.prompt.tensor)
-    if rec.prompt is None and key.get("prompt") is not None: raise StoreError(f"{path} does not hold the prompt it evaluated; it cannot be re-run.")
-    new = _jsonable(evaluate(lm, rec.prompt, key["task"], key["split"], n=key["n"], spec=key.get("reading") or key["style"], progress=False))
+    if rec.prompt is None and key.get("prompt") is not None:
+        raise StoreError(f"{path} does not hold the prompt it evaluated; it cannot be re-run.")
+    new = _jsonable(evaluate(lm, rec.prompt, key["task"], key["split"], n=key["n"],
+                             spec=key.get("reading") or key["style"], progress=False))
     old, new = ({k: v for k, v in d.items() if k != "seconds"} for d in (man["result"], new))
-    changed = float(np.mean(np.asarray(old["preds"]) != np.asarray(new["preds"]))) if "preds" in old and len(old["preds"]) == len(new["preds"]) else 1.0
+    changed = (
+        float(np.mean(np.asarray(old["preds"]) != np.asarray(new["preds"])))
+        if "preds" in old and len(old["preds"]) == len(new["preds"])
+        else 1.0
+    )
     metrics = [abs(old[k] - new[k]) for k in old if isinstance(old[k], float) and isinstance(new.get(k), float)]
     return old, new, max([changed, *metrics])
 
 def _rerun(path:Path, man:dict) -> dict:
     kind, key = man["kind"], man["key"]
-    if kind not in TOLERANCE: raise StoreError(f"Records of kind {kind!r} cannot be re-run yet; origin, prompt and eval records can.")
+    if kind not in TOLERANCE: raise StoreError(f"Records of kind {kind!r} cannot be re-run yet; origin, prompt and "
+                                               "eval records can.")
     d = key.get("data")  # prompt records: {task: fingerprint}; eval records: the fingerprint of key["task"]
     data_then = d if isinstance(d, dict) else ({key["task"]: d} if d else {})
     then, t0 = _machine(man), time.time()
-    lm = load_lm(key["model"], bf16={"bf16": True, "fp32": False}.get(then["precision"]))  # the record's own precision (none recorded: this machine's)
+    lm = load_lm(key["model"],
+                 bf16={"bf16": True,
+                       # the record's own precision (none recorded: this machine's)
+                       "fp32": False}.get(then["precision"]))
     stored, recomputed, diff = _redo(kind, man, path, lm)
-    now = _machine({"host": platform.node(), "device": str(_device_name()), "precision": lm.precision, "versions": versions()})
+    now = _machine({"host": platform.node(), "device": str(_device_name()), "precision": lm.precision,
+                    "versions": versions()})
     status = "identical" if stored == recomputed else "within tolerance" if diff <= TOLERANCE[kind] else "differs"
-    return {"record": str(path), "kind": kind, "status": status, "match": status != "differs", "difference": diff, "tolerance": TOLERANCE[kind],
-            "stored": stored, "recomputed": recomputed, "made_on": then, "now_on": now, "seconds": round(time.time() - t0, 1),
+    return {"record": str(path), "kind": kind, "status": status, "match": status != "differs", "difference": diff,
+            "tolerance": TOLERANCE[kind],
+            "stored": stored, "recomputed": recomputed, "made_on": then, "now_on": now,
+            "seconds": round(time.time() - t0, 1),
             "data_changed": {t: data_fingerprint(t) for t in data_then} != data_then,
-            "versions_changed": {k: (v, now[k]) for k, v in then.items() if k in ("torch", "transformers", "tpv") and now[k] != v}}
+            "versions_changed": {k: (v, now[k]) for k,
+                                 v in then.items() if k in ("torch", "transformers", "tpv") and now[k] != v}}
 
 def rerun(path:str|Path) -> dict:
-    "Recompute the stored result at `path` (a record folder) and say whether it is identical, the same within `TOLERANCE`, or different."
+    """Recompute the stored result at `path` (a record folder) and say whether it is identical, the same within
+    `TOLERANCE`, or different."""
     path = user_path(path, "record").absolute()
     man = read_manifest(path)
     try: return _rerun(path, man)
     except TpvError: raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # a record of an older layout, or one edited by hand
-        raise StoreError(f"The record {path} is of an older or unknown layout ({type(e).__name__}: {e}); it cannot be re-run. "
+    except (KeyError, TypeError, ValueError, IndexError,
+            AttributeError) as e:  # a record of an older layout, or one edited by hand
+        raise StoreError(f"The record {path} is of an older or unknown layout ({type(e).__name__}: {e}); it cannot be "
+                         "re-run. "
                          "Compute it again with the experiment that made it.") from None
 
 # %% ../nbs/15_reproduce.ipynb #9efd4ac4
@@ -98,12 +130,14 @@ class ParameterError(TpvError, ValueError):
     "A parameter an experiment notebook does not have."
 
 def notebooks_dir() -> Path:
-    "The folder of the experiment notebooks: `$TPV_EXPERIMENTS`, else `nbs/experiments` of a source checkout, else the copy installed with the package."
+    """The folder of the experiment notebooks: `$TPV_EXPERIMENTS`, else `nbs/experiments` of a source checkout, else the
+    copy installed with the package."""
     pkg = Path(tpv.__file__).resolve().parent
     env = os.environ.get("TPV_EXPERIMENTS")
     for p in ([Path(env)] if env else [pkg.parent/"nbs"/"experiments", pkg/"experiment_notebooks"]):
         if (p/"similarity.ipynb").exists(): return p
-    raise TpvError(f"The experiment notebooks are not in {env or pkg/'experiment_notebooks'}; reinstall tpv (the wheel ships them), "
+    raise TpvError(f"The experiment notebooks are not in {env or pkg/'experiment_notebooks'}; reinstall tpv (the wheel "
+                   "ships them), "
                    "or set TPV_EXPERIMENTS to their folder.")
 
 def check_parameters(notebook:str|Path, params:dict) -> dict:
@@ -129,8 +163,11 @@ class _ProgressLines(logging.Filter):
 def _show_progress_lines():
     lg = logging.getLogger("papermill")
     if not any(isinstance(f, _ProgressLines) for h in lg.handlers for f in h.filters):
-        h = logging.StreamHandler(sys.stdout); h.setFormatter(logging.Formatter("    %(message)s")); h.addFilter(_ProgressLines())
-        lg.addHandler(h); lg.setLevel(logging.INFO)
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(logging.Formatter("    %(message)s"))
+        h.addFilter(_ProgressLines())
+        lg.addHandler(h)
+        lg.setLevel(logging.INFO)
 
 def _check_run(only, timeout) -> list:
     "The experiments to run, and a usable timeout, or a `TpvError` naming the bad option."
@@ -144,38 +181,53 @@ def _check_run(only, timeout) -> list:
         raise TpvError(f"--timeout is the seconds a cell may run, at least 1 (leave it out for none), not {timeout!r}.")
     return list(only or EXPERIMENTS)
 
-OUT_MARK, RUN_MARK = ".tpv-reproduce", ".tpv-running" # the files that make an output folder, and a run's scratch folder in it, tpv's
+# the files that make an output folder, and a run's scratch folder in it, tpv's
+OUT_MARK, RUN_MARK = ".tpv-reproduce", ".tpv-running"
 _README_HEAD = "# Results of `tpv reproduce"
 
 def _check_out(out:Path):
-    "Refuse an `--out` that is not tpv's to write: a file, a folder of someone else's files, or a README tpv did not write."
-    if out.exists() and not out.is_dir(): raise TpvError(f"--out {out} is a file; give a folder for the figures, tables and README.")
+    """Refuse an `--out` that is not tpv's to write: a file, a folder of someone else's files, or a README tpv did not
+    write."""
+    if out.exists() and not out.is_dir(): raise TpvError(f"--out {out} is a file; give a folder for the figures, "
+                                                         "tables and README.")
     if out.is_dir() and not (out/OUT_MARK).is_file() and (theirs := sorted(p.name for p in out.iterdir())):
-        raise TpvError(f"--out {out} holds files tpv did not write ({', '.join(theirs[:3])}{', ...' if len(theirs) > 3 else ''}); "
+        raise TpvError(f"--out {out} holds files tpv did not write "
+                       f"({', '.join(theirs[:3])}{', ...' if len(theirs) > 3 else ''}); "
                        "give a new or empty folder, or one an earlier `tpv reproduce` wrote.")
     readme = out/"README.md"
     if readme.exists() and not readme.read_text(encoding="utf-8", errors="replace").startswith(_README_HEAD):
         raise TpvError(f"{readme} is not a README tpv wrote, and tpv would replace it; move it, or give another --out.")
 
 def _prepare_out(out:Path) -> Path:
-    "Claim `out` as tpv's (`_check_out`), create `<out>/notebooks`, check that it can be written, and remove what killed runs left there."
+    """Claim `out` as tpv's (`_check_out`), create `<out>/notebooks`, check that it can be written, and remove what
+    killed runs left there."""
     _check_out(out)
     nbd = out/"notebooks"
     try:
         nbd.mkdir(parents=True, exist_ok=True)
-        if not (out/OUT_MARK).exists(): atomic_write(out/OUT_MARK, "Written by `tpv reproduce`: tpv writes into this folder, and only into folders that hold this file.\n")
+        if not (out/OUT_MARK).exists(): atomic_write(out/OUT_MARK,
+                                                     "Written by `tpv reproduce`: tpv writes into this folder, and "
+                                                     "only into folders that hold this file.\n")
         with tempfile.TemporaryFile(dir=nbd): pass
-    except OSError as e: raise TpvError(f"Cannot write to --out {out} ({e.strerror}); give a writable folder.") from None
-    for d in nbd.glob(".running-*"):  # the scratch folder of a run that no longer lives (killed, or out of power): only tpv's own
+    except OSError as e:
+        raise TpvError(f"Cannot write to --out {out} ({e.strerror}); give a writable folder.") from None
+    # the scratch folder of a run that no longer lives (killed, or out of power): only tpv's own
+    for d in nbd.glob(".running-*"):
         try: owner = json.loads((d/RUN_MARK).read_text())
         except (OSError, ValueError): continue  # not a folder tpv made: left alone
-        if isinstance(owner, dict) and owner.get("host") == platform.node() and isinstance(owner.get("pid"), int) and not pid_alive(owner["pid"]):
+        if (
+            isinstance(owner, dict)
+            and owner.get("host") == platform.node()
+            and isinstance(owner.get("pid"), int)
+            and not pid_alive(owner["pid"])
+        ):
             shutil.rmtree(d, ignore_errors=True)
     return nbd
 
 # %% ../nbs/15_reproduce.ipynb #ca20d176
 def _kernel_manager(log:Path):
-    "A kernel manager whose kernels write their own stderr (start-up warnings, shutdown noise after Ctrl-C) to `log`, not to tpv's."
+    """A kernel manager whose kernels write their own stderr (start-up warnings, shutdown noise after Ctrl-C) to `log`,
+    not to tpv's."""
     from jupyter_client.manager import AsyncKernelManager
     class _LoggedKernel(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
@@ -192,22 +244,28 @@ def _run_notebook(name:str, profile:str, nbs:Path, nbd:Path, params:dict, timeou
         (Path(tmpd)/RUN_MARK).write_text(json.dumps({"host": platform.node(), "pid": os.getpid()}))
         part = Path(tmpd)/dest.name  # the executed notebook appears under its name only when it finished
         try:
-            pm.execute_notebook(str(nbs/f"{name}.ipynb"), str(part), parameters=params, kernel_name="python3", language="python",
+            pm.execute_notebook(str(nbs/f"{name}.ipynb"), str(part), parameters=params, kernel_name="python3",
+                                language="python",
                                 cwd=str(nbs), log_output=True, progress_bar=False, execution_timeout=timeout,
-                                kernel_manager_class=_kernel_manager(Path(tmpd).resolve()/"kernel.log"))  # papermill changes into cwd
+                                # papermill changes into cwd
+                                kernel_manager_class=_kernel_manager(Path(tmpd).resolve()/"kernel.log"))
         except pm.PapermillExecutionError as e:
             if e.ename == "KeyboardInterrupt": raise KeyboardInterrupt from None  # Ctrl-C reached the kernel first
             os.replace(part, failed)
-            raise TpvError(f"The {name} notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}. The executed notebook is "
+            raise TpvError(f"The {name} notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}. The executed "
+                           "notebook is "
                            f"{failed}; {resume}.") from None
         except DeadKernelError:
-            raise TpvError(f"The kernel running the {name} notebook died; the usual cause is the system killing it when memory runs out "
+            raise TpvError(f"The kernel running the {name} notebook died; the usual cause is the system killing it "
+                           "when memory runs out "
                            f"(see `dmesg`). Free memory or lower n_test / batch_size; {resume}.") from None
         except CellTimeoutError:
-            raise TpvError(f"A cell of the {name} notebook ran past --timeout {timeout} s; raise the timeout or leave it out; {resume}.") from None
+            raise TpvError(f"A cell of the {name} notebook ran past --timeout {timeout} s; raise the timeout or leave "
+                           f"it out; {resume}.") from None
         except OSError as e:
             fix = "free space on that disk" if e.errno == errno.ENOSPC else "check that it can be written"
-            raise TpvError(f"Writing {e.filename or nbd} failed ({e.strerror}); {fix}, or choose another --out; {resume}.") from None
+            raise TpvError(f"Writing {e.filename or nbd} failed ({e.strerror}); {fix}, or choose another --out; "
+                           f"{resume}.") from None
         os.replace(part, dest)
     if failed.exists(): failed.unlink()  # an earlier failure of this notebook, now superseded
 
@@ -215,16 +273,19 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
               out:str|Path="paper_figures", # figures, tables, executed notebooks and README.md
               store:str|Path|None=None, # the run store (default: `$TPV_STORE`, else the tpv cache)
               only:list|None=None, # a subset of EXPERIMENTS
-              overrides:dict|None=None, # settings changed from the profile's, by dotted path ({"few_shot.shots": [0, 10]}), checked first
+              # settings changed from the profile's, by dotted path ({"few_shot.shots": [0, 10]}), checked first
+              overrides:dict|None=None,
               timeout:int|None=None, # per-cell timeout in seconds (default: none)
              ) -> dict:
     "Run the experiment notebooks of `profile` through papermill and write `<out>/README.md`."
-    if out is None or str(out) == "": raise TpvError("--out names no folder; give a folder for the figures, tables and README (default: paper_figures).")
+    if out is None or str(out) == "": raise TpvError("--out names no folder; give a folder for the figures, tables and "
+                                                     "README (default: paper_figures).")
     P, out, nbs = get_profile(profile, overrides), Path(out), notebooks_dir()
     names = _check_run(only, timeout)
     _check_out(out)
     st = RunStore(store)
-    params = {"profile": P.name, "store": str(st.root), "out_dir": str(out.resolve()), "overrides": dict(overrides or {})}
+    params = {"profile": P.name, "store": str(st.root), "out_dir": str(out.resolve()),
+              "overrides": dict(overrides or {})}
     runs = {n: check_parameters(nbs/f"{n}.ipynb", params) for n in names}
     nbd = _prepare_out(out)
     say = lambda m: print(f"[tpv reproduce] {m}", flush=True)
@@ -245,72 +306,104 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
 # %% ../nbs/15_reproduce.ipynb #37c94376
 def _verdict(v) -> str: return _VERDICTS[v]
 
-_LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshold\" against a 95% bootstrap interval over origins and test examples "
-           "(over origins alone for similarities): **supported** when the whole interval is at or above the threshold, **not supported** when it is all below, "
-           "inconclusive otherwise, and untestable here when the prompts the claim rests on did not clearly learn their task (their interval over the "
-           "untuned origin or over chance includes zero). \"Smallest detectable\" is the true difference a test at this level finds with 80% power (2.8 standard errors). "
+_LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshold\" against a 95% bootstrap interval "
+           "over origins and test examples "
+           "(over origins alone for similarities): **supported** when the whole interval is at or above the threshold, "
+           "**not supported** when it is all below, "
+           "inconclusive otherwise, and untestable here when the prompts the claim rests on did not clearly learn "
+           "their task (their interval over the "
+           "untuned origin or over chance includes zero). \"Smallest detectable\" is the true difference a test at "
+           "this level finds with 80% power (2.8 standard errors). "
            "Scores are macro-F1 ×100 unless a claim says otherwise.")
 
 def _budget_note(untestable:list, tune:dict) -> str:
     "Which budget could test the claims that rest on tasks whose prompts did not learn here."
     p = PROFILES["paper"]
-    return (f"Claims that rest on {', '.join(f'`{t}`' for t in untestable)} read \"untestable here\": with this profile's budget "
-            f"({tune.get('max_steps')} steps of batch {tune.get('batch_size')} on this model) those prompts did not learn their task. "
-            f"The budget that could test them is the `paper` profile's ({p.model}, {p.tune.max_steps:,} steps of batch {p.tune.batch_size}, "
+    return (f"Claims that rest on {', '.join(f'`{t}`' for t in untestable)} read \"untestable here\": with this "
+            "profile's budget "
+            f"({tune.get('max_steps')} steps of batch {tune.get('batch_size')} on this model) those prompts did not "
+            "learn their task. "
+            f"The budget that could test them is the `paper` profile's ({p.model}, {p.tune.max_steps:,} steps of batch "
+            f"{p.tune.batch_size}, "
             "the settings under which the paper's prompts learned its tasks); it needs the model hub and a GPU.")
 
 def _settings(sums:list, profile:str) -> list:
     "The README's settings section: the budget, the loss, the selection rule, the regime."
     v = sums[0]["settings"]
     tune, reg = v.get("tune", {}), [s["regime"] for s in sums if s.get("regime")]
-    loss = {"full": "the paper's loss (label tokens over the whole vocabulary)", "label": "the label-restricted loss (a softmax over the label words)"}[tune.get("loss", "full")]
+    loss = {"full": "the paper's loss (label tokens over the whole vocabulary)",
+            "label": "the label-restricted loss (a softmax over the label words)"}[tune.get("loss", "full")]
     select = tune.get("select", "loss")
-    sel = "validation loss (the paper's rule)" if select == "loss" else f"validation {select.replace('_', '-')} (ties by loss)"
+    sel = (
+        "validation loss (the paper's rule)"
+        if select == "loss"
+        else f"validation {select.replace('_', '-')} (ties by loss)"
+    )
     L = ["## Settings", "",
-         f"{v.get('n_tokens')}-token prompts, {sums[0].get('n_origins', '?')} origins (the paper's vocabulary-sampled inits), "
-         f"prompt tuning {tune.get('max_steps')} steps of batch {tune.get('batch_size')}, lr {tune.get('lr')} ({tune.get('warmup_steps')} warm-up steps), "
-         f"{loss}, best state by {sel}; {v.get('style')}-style templates, inputs cut to {tune.get('max_length')} tokens, rank classification; "
-         f"validation {v.get('n_val') or 'all'} and test {v.get('n_test') or 'all'} examples per task (stratified).", ""]
-    if v.get("overrides"): L += ["Changed from the profile: " + ", ".join(f"`{k}={val!r}`" for k, val in v["overrides"].items()) + ".", ""]
+         f"{v.get('n_tokens')}-token prompts, {sums[0].get('n_origins', '?')} origins (the paper's vocabulary-sampled "
+         "inits), "
+         f"prompt tuning {tune.get('max_steps')} steps of batch {tune.get('batch_size')}, lr {tune.get('lr')} "
+         f"({tune.get('warmup_steps')} warm-up steps), "
+         f"{loss}, best state by {sel}; {v.get('style')}-style templates, inputs cut to {tune.get('max_length')} "
+         "tokens, rank classification; "
+         f"validation {v.get('n_val') or 'all'} and test {v.get('n_test') or 'all'} examples per task (stratified).",
+         ""]
+    if v.get("overrides"): L += ["Changed from the profile: " + ", ".join(f"`{k}={val!r}`" for k,
+                                                                          val in v["overrides"].items()) + ".", ""]
     gates = {t: g for s in sums for t, g in s.get("gates", {}).items()}
-    if gates: L += ["Sanity gate (test macro-F1 of the tuned prompts above their untuned origins and above chance, 95% intervals): "
-                    + "; ".join(f"`{t}` {'learned' if g['learned'] else '**did not learn**'} ({g['tuned']} vs {g['untuned origin']}, chance {g['chance']})" for t, g in gates.items()) + ".", ""]
+    if gates: L += ["Sanity gate (test macro-F1 of the tuned prompts above their untuned origins and above chance, 95% "
+                    "intervals): "
+                    + "; ".join(f"`{t}` {'learned' if g['learned'] else '**did not learn**'} ({g['tuned']} vs "
+                                f"{g['untuned origin']}, chance {g['chance']})" for t, g in gates.items()) + ".", ""]
     untestable = [t for t, g in gates.items() if not g["learned"]]
     if untestable and profile != "paper": L += [_budget_note(untestable, tune), ""]
-    if reg: L += [f"|τ|/|θ₀| of the tuned source prompts: mean {reg[0]['norm_ratio_mean']:.2f} (range {reg[0]['norm_ratio_min']:.2f}–{reg[0]['norm_ratio_max']:.2f}, {reg[0]['n']} prompts).", ""]
+    if reg: L += [f"|τ|/|θ₀| of the tuned source prompts: mean {reg[0]['norm_ratio_mean']:.2f} (range "
+                  f"{reg[0]['norm_ratio_min']:.2f}–{reg[0]['norm_ratio_max']:.2f}, {reg[0]['n']} prompts).", ""]
     used = sorted({t for s in sums for t in s.get("tasks", [])} & set(PROXIES))
-    if used and profile != "paper": L += ["Offline stand-ins for the paper's tasks: " + "; ".join(f"`{t}` ≈ {PROXIES[t]}" for t in used) + ".", ""]
+    if used and profile != "paper":
+        L += ["Offline stand-ins for the paper's tasks: " + "; ".join(f"`{t}` ≈ {PROXIES[t]}" for t in used) + ".", ""]
     return L
 
 def _claims(sums:list) -> list:
     "The README's claims table."
     L = ["## The paper's claims against this run", "", _LEGEND, "",
-         "| experiment | claim | paper | this run | 95% interval | smallest detectable | verdict |", "|---|---|---|---|---|---|---|"]
+         "| experiment | claim | paper | this run | 95% interval | smallest detectable | verdict |",
+         "|---|---|---|---|---|---|---|"]
     for s in sums:
         for c in s["claims"]:
-            L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | {c.get('mde', '')} | {_verdict(c['supported'])} |")
+            L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | "
+                     f"{c.get('mde', '')} | {_verdict(c['supported'])} |")
     return L + [""]
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
     "Write `<out>/README.md` from the experiments' summary JSON files."
-    out = Path(out); sums = []
+    out = Path(out)
+    sums = []
     for n in EXPERIMENTS:
         p = out/f"{n}_{_slug(model)}_{profile}.json"
         if p.exists(): sums.append(json.loads(p.read_text()))
-    used = {k: t for s in sums for k, t in s.get("records", {}).items()}  # each stored result once, however many experiments use it
+    used = {k: t for s in sums for k,
+            t in s.get("records", {}).items()}  # each stored result once, however many experiments use it
     L = [f"{_README_HEAD} --profile {profile}`", "",
-         f"Rendered by `tpv reproduce --profile {profile}` (tpv {tpv.__version__}) on {platform.node() or 'this machine'} "
-         f"({_device_name()}, {torch.get_num_threads()} threads), model `{model}`, finished {time.strftime('%Y-%m-%d %H:%M')}. "
-         f"This invocation took {seconds / 60:.1f} min (per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k, t in timing.items()) + "); "
-         f"computing the {len(used)} stored results it rests on took {sum(used.values()) / 60:.1f} min in all (the sum of their records' times: "
+         f"Rendered by `tpv reproduce --profile {profile}` (tpv {tpv.__version__}) on "
+         f"{platform.node() or 'this machine'} "
+         f"({_device_name()}, {torch.get_num_threads()} threads), model `{model}`, finished "
+         f"{time.strftime('%Y-%m-%d %H:%M')}. "
+         f"This invocation took {seconds / 60:.1f} min (per notebook: " + ", ".join(f"{k} {t / 60:.1f} min" for k,
+                                                                                    t in timing.items()) + "); "
+         f"computing the {len(used)} stored results it rests on took {sum(used.values()) / 60:.1f} min in all (the sum "
+         "of their records' times: "
          "a run that resumes, or re-renders from the store, reuses them).",
-         f"Every number below was computed by this run; the paper's numbers come from `tpv.paper` ({PAPER}), each with its version of the paper and its table or figure.",
-         "Each executed notebook is kept in `notebooks/`; results are cached in the run store, so running the command again re-renders in seconds.", ""]
+         f"Every number below was computed by this run; the paper's numbers come from `tpv.paper` ({PAPER}), each with "
+         "its version of the paper and its table or figure.",
+         "Each executed notebook is kept in `notebooks/`; results are cached in the run store, so running the command "
+         "again re-renders in seconds.", ""]
     if sums: L += _settings(sums, profile) + _claims(sums)
     for s in sums:
         L += [f"## {s['experiment'].replace('_', '-')} ({s['seconds'] / 60:.1f} min)", ""]
         for note in s.get("notes", []): L += [note, ""]
         for o in s["outputs"]:
-            if o["type"] == "figure": L += [f"**{o['title']}** ([PDF]({o['pdf']}))", "", f"![{o['title']}]({o['png']})", ""]
+            if o["type"] == "figure": L += [f"**{o['title']}** ([PDF]({o['pdf']}))", "", f"![{o['title']}]({o['png']})",
+                                            ""]
             else: L += [f"**{o['title']}** ([CSV]({o['csv']}))", "", o["md"], ""]
     return atomic_write(out/"README.md", "\n".join(L))

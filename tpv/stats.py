@@ -61,11 +61,14 @@ def _check(conds:dict, labels:np.ndarray) -> dict:
 
 def boot_means(conds:dict, # name → predictions, units × runs × examples
                labels, n_classes:int, metric:str="macro_f1", n_boot:int=2000, seed:int=0) -> tuple[dict, dict]:
-    "Each condition's metric averaged over its runs and units: on the data (a float) and on `n_boot` paired resamples (an array)."
+    """Each condition's metric averaged over its runs and units: on the data (a float) and on `n_boot` paired resamples
+    (an array)."""
     labels = np.asarray(labels)
     conds, rng = _check(conds, labels), np.random.default_rng(seed)
-    W = np.vstack([np.ones((1, len(labels)), np.float32), rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), n_boot).astype(np.float32)])
-    units = {u: np.vstack([np.arange(u)[None], rng.integers(0, u, (n_boot, u))]) for u in sorted({v.shape[0] for v in conds.values()})}
+    W = np.vstack([np.ones((1, len(labels)), np.float32),
+                   rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), n_boot).astype(np.float32)])
+    units = {u: np.vstack([np.arange(u)[None],
+                           rng.integers(0, u, (n_boot, u))]) for u in sorted({v.shape[0] for v in conds.values()})}
     out = {}
     for k, v in conds.items():
         m = _per_run(v, labels, W, n_classes, metric).reshape(len(W), v.shape[0], v.shape[1]).mean(-1)  # draws × units
@@ -74,17 +77,28 @@ def boot_means(conds:dict, # name → predictions, units × runs × examples
 
 # %% ../nbs/09_stats.ipynb #70fd7b10
 def interval(point:float, boot:np.ndarray, level:float=0.95, power:float=0.8) -> dict:
-    "The statistic, its percentile interval, its bootstrap standard error, and the smallest true effect a test at 1 − level detects with `power`."
+    """The statistic, its percentile interval, its bootstrap standard error, and the smallest true effect a test at 1 −
+    level detects with `power`."""
     boot = np.asarray(boot, float)
     boot = boot[np.isfinite(boot)]
-    if boot.size < 2: raise TpvError("The bootstrap gave fewer than two finite values; the statistic is undefined on these data.")
+    if boot.size < 2: raise TpvError("The bootstrap gave fewer than two finite values; the statistic is undefined on "
+                                     "these data.")
     a = (1 - level) / 2
     lo, hi = np.quantile(boot, [a, 1 - a])
     se = float(np.std(boot, ddof=1))
-    return {"value": float(point), "lo": float(lo), "hi": float(hi), "se": se, "mde": float((norm.ppf(1 - a) + norm.ppf(power)) * se)}
+    return {"value": float(point), "lo": float(lo), "hi": float(hi), "se": se,
+            "mde": float((norm.ppf(1 - a) + norm.ppf(power)) * se)}
 
-def compare(conds:dict, labels, n_classes:int, fn, # fn(means) → the statistic, e.g. lambda m: m["tpv_sum"] - m["random"]
-            metric:str="macro_f1", n_boot:int=2000, seed:int=0, level:float=0.95) -> dict:
+def compare(
+    conds: dict,
+    labels,
+    n_classes: int,
+    fn,  # fn(means) → the statistic, e.g. lambda m: m["tpv_sum"] - m["random"]
+    metric: str = "macro_f1",
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     "`interval` of a statistic of the conditions' means, resampling origins and test examples together."
     point, boot = boot_means(conds, labels, n_classes, metric, n_boot, seed)
     with np.errstate(divide="ignore", invalid="ignore"): return interval(fn(point), fn(boot), level)
@@ -94,7 +108,8 @@ VERDICTS = ("supported", "not supported", "inconclusive", "untestable here")
 
 def learned(single, origin, # units × runs × examples: the tuned prompts, and their untuned origins
             labels, n_classes:int, metric:str="macro_f1", n_boot:int=2000, seed:int=0, level:float=0.95) -> dict:
-    "Whether the tuned prompts learned their task: above their untuned origins and above chance, both by an interval that excludes zero."
+    """Whether the tuned prompts learned their task: above their untuned origins and above chance, both by an interval
+    that excludes zero."""
     labels = np.asarray(labels)
     chance = chance_macro_f1(labels, n_classes) if metric == "macro_f1" else majority_share(labels)
     point, boot = boot_means({"single": single, "origin": origin}, labels, n_classes, metric, n_boot, seed)

@@ -27,7 +27,8 @@ def versions() -> dict:
     "The versions a result was computed with."
     import transformers, peft
     return {"tpv": tpv.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+            "transformers": transformers.__version__, "peft": peft.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__}
 
 @functools.lru_cache(maxsize=None)
 def data_fingerprint(task:str) -> str:
@@ -78,37 +79,57 @@ class Record:
 
 def read_manifest(path:str|Path) -> dict:
     "The manifest of the record folder `path`, or a `StoreError` that names the record and what is wrong with it."
-    path = Path(path); m = path/"manifest.json"
-    if not m.exists(): raise StoreError(f"{path} is not a run-store record (no manifest.json); `tpv.store.RunStore(...).records()` lists them.")
+    path = Path(path)
+    m = path/"manifest.json"
+    if not m.exists(): raise StoreError(f"{path} is not a run-store record (no manifest.json); "
+                                        "`tpv.store.RunStore(...).records()` lists them.")
     try: man = json.loads(m.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise StoreError(f"The record {path} is corrupt: its manifest.json is not JSON ({e}).") from None
+    except (json.JSONDecodeError,
+            UnicodeDecodeError) as e: raise StoreError(f"The record {path} is corrupt: its manifest.json is not JSON "
+                                                       f"({e}).") from None
     missing = [k for k in ("kind", "key", "result") if not isinstance(man, dict) or k not in man]
-    if missing: raise StoreError(f"The record {path} is corrupt: its manifest.json lacks {', '.join(map(repr, missing))}.")
+    if missing: raise StoreError(f"The record {path} is corrupt: its manifest.json lacks "
+                                 f"{', '.join(map(repr, missing))}.")
     wrong = [k for k, t in (("kind", str), ("key", dict), ("result", dict)) if not isinstance(man[k], t)]
-    if wrong: raise StoreError(f"The record {path} is corrupt: in its manifest.json, {', '.join(map(repr, wrong))} are of the wrong type.")
+    if wrong: raise StoreError(f"The record {path} is corrupt: in its manifest.json, {', '.join(map(repr, wrong))} are "
+                               "of the wrong type.")
     return man
 
 class RunStore:
-    "Results on disk under one root, keyed by what produced them; finished work is never redone, and two processes never compute one record twice."
+    """Results on disk under one root, keyed by what produced them; finished work is never redone, and two processes
+    never compute one record twice."""
     def __init__(self, root:str|Path|None=None, # default: `$TPV_STORE`, else `<tpv cache>/store`
                  log=None): # called with a message when a damaged record is set aside (default: a `StoreWarning`)
-        self.root = user_path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False), "run store").absolute()  # a relative store means from here, not from wherever a notebook runs
+        self.root = user_path(root or os.environ.get("TPV_STORE") or cache_dir("store", create=False),
+                              # a relative store means from here, not from wherever a notebook runs
+                              "run store").absolute()
         try: self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise StoreError(f"The run store {self.root} cannot be created ({e.strerror}); pass a writable folder (--store or TPV_STORE).") from None
-        if not self.root.is_dir(): raise StoreError(f"The run store {self.root} is not a folder; pass a folder (--store or TPV_STORE).")
+        except OSError as e: raise StoreError(f"The run store {self.root} cannot be created ({e.strerror}); pass a "
+                                              "writable folder (--store or TPV_STORE).") from None
+        if not self.root.is_dir(): raise StoreError(f"The run store {self.root} is not a folder; pass a folder "
+                                                    "(--store or TPV_STORE).")
         self.writable = os.access(self.root, os.W_OK | os.X_OK)  # a read-only store still serves the records it has
         self.log = log or (lambda m: warnings.warn(m, StoreWarning, stacklevel=4))
-        if self.writable:  # what writers killed mid-write left: their temporary folders, a record moved aside but not replaced
-            for d in [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))]: sweep(d)
+        # what writers killed mid-write left: their temporary folders, a record moved aside but not replaced
+        if self.writable:
+            for d in [
+                self.root,
+                *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")),
+            ]:
+                sweep(d)
+
     def __repr__(self): return f"RunStore({str(self.root)!r}{'' if self.writable else ', read-only'})"
 
     def path(self, kind:str, key:dict) -> Path:
-        "Where the record of `key` lives (whether or not it exists): always a folder of this store, never one a link leads to."
+        """Where the record of `key` lives (whether or not it exists): always a folder of this store, never one a link
+        leads to."""
         if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z0-9_]+", kind):
-            raise StoreError(f"A record kind is a name of letters, digits and underscores (like 'prompt' or 'eval'), not {kind!r}.")
+            raise StoreError("A record kind is a name of letters, digits and underscores (like 'prompt' or 'eval'), "
+                             f"not {kind!r}.")
         if not isinstance(key, dict): raise StoreError(f"A record key is a dict, not {type(key).__name__}.")
         if (self.root/kind).is_symlink():
-            raise StoreError(f"{self.root/kind} is a link; a run store holds its records itself, so tpv neither reads nor writes through it. Remove the link.")
+            raise StoreError(f"{self.root/kind} is a link; a run store holds its records itself, so tpv neither reads "
+                             "nor writes through it. Remove the link.")
         h = fingerprint(json.dumps(_jsonable(key), sort_keys=True), n=12)
         name = "_".join(_slug(key[k]) for k in _KEY_ORDER if key.get(k) not in (None, ""))
         return self.root/kind/f"{name}-{h}"
@@ -116,34 +137,46 @@ class RunStore:
 # %% ../nbs/12_store.ipynb #edf38934
 @patch
 def get(self:RunStore, kind:str, key:dict) -> Record|None:
-    "The stored record of `key`, or None. A damaged record is set aside (under `.corrupt/`) and reported, so that it is computed again."
+    """The stored record of `key`, or None. A damaged record is set aside (under `.corrupt/`) and reported, so that it
+    is computed again."""
     p = self.path(kind, key)
     if not (p/"manifest.json").exists(): return None
     try:
         man = read_manifest(p)
         rec = Record(p, man, cached=True)
         if "prompt" in man.get("files", ()) or kind in _PROMPT_KINDS:
-            rec.__dict__["prompt"] = load_prompt(p/"prompt")  # read now: a broken prompt is found here, not mid-experiment
+            # read now: a broken prompt is found here, not mid-experiment
+            rec.__dict__["prompt"] = load_prompt(p/"prompt")
         return _check_record(rec, kind, key)
     except (StoreError, TpvError) as e: self._set_aside(p, str(e))
 
 def _check_record(rec:Record, kind:str, key:dict) -> Record:
-    "`rec` if it is the record of `key` and its prompt is the one it was stored with; else a `StoreError` that says which."
+    """`rec` if it is the record of `key` and its prompt is the one it was stored with; else a `StoreError` that says
+    which."""
     man, p = rec.manifest, rec.path
     if man["kind"] != kind or man["key"] != _jsonable(key):
-        raise StoreError(f"The record {p} holds the result of another key (its manifest was copied or edited), so it is not served for this one.")
+        raise StoreError(f"The record {p} holds the result of another key (its manifest was copied or edited), so it "
+                         "is not served for this one.")
     if rec.prompt is not None:
-        want = {"stored with": man.get("prompt_hash"), "of the origin": man["result"].get("hash") if kind == "origin" else None,
+        want = {"stored with": man.get("prompt_hash"),
+                "of the origin": man["result"].get("hash") if kind == "origin" else None,
                 "evaluated": key.get("prompt") if kind == "eval" else None}
         bad = [(what, h) for what, h in want.items() if h and h != rec.prompt.hash]
-        if bad: raise StoreError(f"The prompt in the record {p} does not match the hash {bad[0][1]} it was {bad[0][0]} (now {rec.prompt.hash}): it was changed after it was stored.")
+        if bad: raise StoreError(f"The prompt in the record {p} does not match the hash {bad[0][1]} it was {bad[0][0]} "
+                                 f"(now {rec.prompt.hash}): it was changed after it was stored.")
     return rec
 
 @patch
 def _set_aside(self:RunStore, p:Path, why:str):
     "Move the damaged record `p` to `<root>/.corrupt/` and say so; in a read-only store, say how to fix it."
-    if not self.writable: raise StoreError(f"{why} The store is read-only, so it cannot be set aside: delete {p}, or use a writable store.")
-    dest = self.root/".corrupt"/p.parent.name/f"{p.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
+    if not self.writable: raise StoreError(f"{why} The store is read-only, so it cannot be set aside: delete {p}, or "
+                                           "use a writable store.")
+    dest = (
+        self.root
+        / ".corrupt"
+        / p.parent.name
+        / f"{p.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
+    )
     dest.parent.mkdir(parents=True, exist_ok=True)
     try: os.rename(p, dest)
     except FileNotFoundError: return  # another process set it aside first
@@ -156,7 +189,8 @@ def put(self:RunStore, kind:str, key:dict, result:dict, prompt:SoftPrompt|None=N
     p = self.path(kind, key)  # checks the kind and the key
     if not isinstance(result, dict): raise StoreError(f"A record's result is a dict, not {type(result).__name__}.")
     man = {"kind": kind, "key": _jsonable(key), "result": _jsonable(result), "config": _jsonable(config or {}),
-           "data": data or {}, "versions": versions(), "seconds": seconds, "files": ["prompt"] if prompt is not None else [],
+           "data": data or {}, "versions": versions(), "seconds": seconds,
+           "files": ["prompt"] if prompt is not None else [],
            "prompt_hash": prompt.hash if prompt is not None else None,
            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "device": str(_device_name()),
            "precision": PRECISION_USED.get(key.get("model"))}
@@ -165,30 +199,37 @@ def put(self:RunStore, kind:str, key:dict, result:dict, prompt:SoftPrompt|None=N
             if prompt is not None: save_prompt(prompt, d/"prompt")
             (d/"manifest.json").write_text(json.dumps(man, indent=1))
     except OSError as e:
-        raise StoreError(f"Cannot write the record {p} ({e.strerror or e}); pass a writable store with free space (--store or TPV_STORE).") from None
+        raise StoreError(f"Cannot write the record {p} ({e.strerror or e}); pass a writable store with free space "
+                         "(--store or TPV_STORE).") from None
     return Record(p, man)
 
 # %% ../nbs/12_store.ipynb #bcc33365
 @patch
-def many(self:RunStore, kind:str, keys:list, fn, # (indices of the missing keys) → [(result, prompt or None, seconds, config)]
+def many(self:RunStore, kind:str, keys:list,
+         fn, # (indices of the missing keys) → [(result, prompt or None, seconds, config)]
          say=None): # called once if another process is computing some of these records and we wait for it
-    "The records of `keys`; the missing ones computed together by `fn` and stored. Locked per record: a second process waits, then reuses."
+    """The records of `keys`; the missing ones computed together by `fn` and stored. Locked per record: a second process
+    waits, then reuses."""
     recs = [self.get(kind, k) for k in keys]
     todo = [i for i, r in enumerate(recs) if r is None]
     if not todo: return recs
     if not self.writable:
-        raise StoreError(f"The run store {self.root} is read-only and lacks {len(todo)} {kind} record(s) (the first: {self.path(kind, keys[todo[0]]).name}); "
+        raise StoreError(f"The run store {self.root} is read-only and lacks {len(todo)} {kind} record(s) (the first: "
+                         f"{self.path(kind, keys[todo[0]]).name}); "
                          "pass a writable store (--store or TPV_STORE) to compute them.")
     told = []
     def waiting():
-        if not told: told.append(1); (say or print)(f"waiting for another process that is computing {kind} records in {self.root} ...")
+        if not told:
+            told.append(1)
+            (say or print)(f"waiting for another process that is computing {kind} records in {self.root} ...")
     with contextlib.ExitStack() as locks:
         for p in sorted({self.path(kind, keys[i]) for i in todo}):  # one order for every process: no deadlock
             locks.enter_context(file_lock(self.root/".locks"/p.parent.name/f"{p.name}.lock", waiting))
         for i in todo: recs[i] = self.get(kind, keys[i])  # done meanwhile by the process we waited for
         todo = [i for i in todo if recs[i] is None]
         if todo:
-            for i, (res, prompt, secs, cfg) in zip(todo, fn(todo)): recs[i] = self.put(kind, keys[i], res, prompt, cfg, seconds=secs)
+            for i, (res, prompt, secs, cfg) in zip(todo, fn(todo)): recs[i] = self.put(kind, keys[i], res, prompt, cfg,
+                                                                                       seconds=secs)
     return recs
 
 @patch
@@ -196,7 +237,8 @@ def cached(self:RunStore, kind:str, key:dict, fn, # () → result dict, or (resu
            config:dict|None=None, say=None) -> Record:
     "The stored record of `key`; computed by `fn` and stored first if there is none (see `many`)."
     def run(todo):
-        t0 = time.time(); out = fn()
+        t0 = time.time()
+        out = fn()
         res, prompt = out if isinstance(out, tuple) else (out, None)
         return [(res, prompt, round(time.time() - t0, 2), config)]
     return self.many(kind, [key], run, say)[0]
@@ -207,8 +249,11 @@ def records(self:RunStore, kind:str|None=None) -> pd.DataFrame:
     rows = []
     for m in sorted(self.root.glob(f"{_slug(kind) if kind else '[!.]*'}/*/manifest.json")):
         try: man = read_manifest(m.parent)
-        except StoreError as e: self.log(f"run store: {e} (left out of the listing)"); continue
-        rows.append({"kind": man["kind"], **man["key"], **{f"result.{k}": v for k, v in man["result"].items() if not isinstance(v, (dict, list))},
+        except StoreError as e:
+            self.log(f"run store: {e} (left out of the listing)")
+            continue
+        rows.append({"kind": man["kind"], **man["key"],
+                     **{f"result.{k}": v for k, v in man["result"].items() if not isinstance(v, (dict, list))},
                      "seconds": man.get("seconds"), "path": str(m.parent)})
     return pd.DataFrame(rows)
 

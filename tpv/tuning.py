@@ -12,12 +12,24 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from .io import TpvError, atomic_path, fingerprint, tqdm, whole  # before transformers: tpv.io quiets tqdm.auto's ipywidgets warning
+# before transformers: tpv.io quiets tqdm.auto's ipywidgets warning
+from .io import TpvError, atomic_path, fingerprint, tqdm, whole
 from transformers import get_linear_schedule_with_warmup
 
 from sklearn.metrics import f1_score
 
-from .engine import Encoded, PromptModule, ReadSpec, choice_logprobs, collate, encode, length_grouped_batches, score_choices, target_logprobs, target_nll
+from tpv.engine import (
+    Encoded,
+    PromptModule,
+    ReadSpec,
+    choice_logprobs,
+    collate,
+    encode,
+    length_grouped_batches,
+    score_choices,
+    target_logprobs,
+    target_nll,
+)
 from .models import LM
 from .prompts import SoftPrompt, check_fits
 from .tasks import Task, check_frame, frame_fingerprint, get_task, is_seed, load_split, subsample
@@ -33,8 +45,10 @@ class ConfigError(TpvError, ValueError):
 class CheckpointError(TpvError):
     "A checkpoint path that holds something tpv cannot resume from."
 
-_READING = ("style", "chat", "max_length", "peft_t5_split") # the reading spec's fields, flat in configs stored before it
-ADDED_LATER = {"added_later": True} # the metadata of a setting added after runs were stored: at its default it stays out of `hash`, so they keep their keys
+_READING = ("style", "chat", "max_length",
+            "peft_t5_split") # the reading spec's fields, flat in configs stored before it
+# the metadata of a setting added after runs were stored: at its default it stays out of `hash`, so they keep their keys
+ADDED_LATER = {"added_later": True}
 LOSSES, SELECTIONS = ("full", "label"), ("loss", "accuracy", "macro_f1")
 
 @dataclass
@@ -45,7 +59,10 @@ class TuneConfig:
     weight_decay:float = 1e-5
     warmup_steps:int = 500 # linear warmup, then linear decay to 0
     max_grad_norm:float|None = 1.0 # clip the gradient norm (None: no clipping)
-    loss:str = field(default="full", metadata=ADDED_LATER) # "full": the paper's cross-entropy of the label tokens over the whole vocabulary; "label": a softmax over the task's label words only (an option, not the paper's)
+    loss:str = field(default="full",
+                     # "full": the paper's cross-entropy of the label tokens over the whole vocabulary; "label": a
+                     # softmax over the task's label words only (an option, not the paper's)
+                     metadata=ADDED_LATER)
     # length and batches
     batch_size:int = 32
     epochs:float = 10 # used when max_steps is None
@@ -57,16 +74,26 @@ class TuneConfig:
     n_validation:int|None = None # subsample validation (the paper's few-shot runs: 250)
     early_stopping:int|None = None # stop after this many validations without improvement
     eval_accuracy:bool = True # also report validation accuracy (classification) at each validation
-    keep_init:bool = field(default=False, metadata=ADDED_LATER) # the starting prompt, validated before step 1, competes for the best (it can win: best step 0)
-    select:str = field(default="loss", metadata=ADDED_LATER) # what picks the best state: "loss" (the paper: validation loss) or "accuracy" / "macro_f1" (that validation metric, ties broken by loss)
+    keep_init:bool = field(default=False,
+                           # the starting prompt, validated before step 1, competes for the best (it can win: best step
+                           # 0)
+                           metadata=ADDED_LATER)
+    select:str = field(default="loss",
+                       # what picks the best state: "loss" (the paper: validation loss) or "accuracy" / "macro_f1" (that
+                       # validation metric, ties broken by loss)
+                       metadata=ADDED_LATER)
     # how inputs are read
     reading:ReadSpec = field(default_factory=ReadSpec)
     # the engine
-    shared_prefix:bool = field(default=True, metadata=ADDED_LATER) # causal models: the prompt's keys/values once per prompt per batch (False: the per-row reference path)
+    shared_prefix:bool = field(default=True,
+                               # causal models: the prompt's keys/values once per prompt per batch (False: the per-row
+                               # reference path)
+                               metadata=ADDED_LATER)
 
     def __post_init__(self):
         if isinstance(self.reading, (dict, str)) or self.reading is None: self.reading = ReadSpec.of(self.reading)
-        for f in fields(self):  # numpy numbers (np.int64(5) steps, np.float32 lr) are taken as the Python numbers they are
+        # numpy numbers (np.int64(5) steps, np.float32 lr) are taken as the Python numbers they are
+        for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, (np.integer, np.floating, np.bool_)): setattr(self, f.name, v.item())
         self.validate()
@@ -83,7 +110,8 @@ class TuneConfig:
         return {**{k: v for k, v in d.items() if k != "reading"}, **d["reading"]}
 
     def hash(self) -> str:
-        "A short hash of the settings, for run keys. A setting `ADDED_LATER` stays out of it at its default, so stored runs keep their keys."
+        """A short hash of the settings, for run keys. A setting `ADDED_LATER` stays out of it at its default, so stored
+        runs keep their keys."""
         d = self.to_dict()
         for f in fields(self):
             if f.metadata.get("added_later") and d[f.name] == f.default: del d[f.name]
@@ -105,19 +133,27 @@ def _checks(c:TuneConfig) -> list:
             (not num(c.lr) or c.lr <= 0, f"lr must be positive, not {c.lr!r}"),
             (not is_seed(c.seed), f"seed must be a whole number from 0 to 2**32 - 1, not {c.seed!r}"),
             (not whole(c.batch_size) or c.batch_size < 1, f"batch_size must be at least 1, not {c.batch_size!r}"),
-            (c.max_steps is not None and (not whole(c.max_steps) or c.max_steps < 1), f"max_steps must be at least 1, not {c.max_steps!r}"),
-            (c.max_steps is None and (not num(c.epochs) or c.epochs <= 0), f"epochs must be positive, not {c.epochs!r}"),
+            (c.max_steps is not None and (not whole(c.max_steps) or c.max_steps < 1),
+             f"max_steps must be at least 1, not {c.max_steps!r}"),
+            (c.max_steps is None and (not num(c.epochs) or c.epochs <= 0),
+             f"epochs must be positive, not {c.epochs!r}"),
             (not whole(c.eval_every) or c.eval_every < 1, f"eval_every must be at least 1, not {c.eval_every!r}"),
             (not whole(c.warmup_steps) or c.warmup_steps < 0, f"warmup_steps cannot be negative ({c.warmup_steps!r})"),
-            (not num(c.weight_decay) or c.weight_decay < 0, f"weight_decay must be a number ≥ 0, not {c.weight_decay!r}"),
-            (not whole(c.eval_batch_size) or c.eval_batch_size < 1, f"eval_batch_size must be at least 1, not {c.eval_batch_size!r}"),
-            (c.max_grad_norm is not None and (not num(c.max_grad_norm) or c.max_grad_norm <= 0), f"max_grad_norm must be positive or None, not {c.max_grad_norm!r}"),
-            (c.early_stopping is not None and (not whole(c.early_stopping) or c.early_stopping < 1), f"early_stopping must be at least 1 or None, not {c.early_stopping!r}"),
-            (c.n_validation is not None and (not whole(c.n_validation) or c.n_validation < 1), f"n_validation must be at least 1 or None, not {c.n_validation!r}"),
+            (not num(c.weight_decay) or c.weight_decay < 0, "weight_decay must be a number ≥ 0, not "
+                                                            f"{c.weight_decay!r}"),
+            (not whole(c.eval_batch_size) or c.eval_batch_size < 1,
+             f"eval_batch_size must be at least 1, not {c.eval_batch_size!r}"),
+            (c.max_grad_norm is not None and (not num(c.max_grad_norm) or c.max_grad_norm <= 0),
+             f"max_grad_norm must be positive or None, not {c.max_grad_norm!r}"),
+            (c.early_stopping is not None and (not whole(c.early_stopping) or c.early_stopping < 1),
+             f"early_stopping must be at least 1 or None, not {c.early_stopping!r}"),
+            (c.n_validation is not None and (not whole(c.n_validation) or c.n_validation < 1),
+             f"n_validation must be at least 1 or None, not {c.n_validation!r}"),
             (not isinstance(c.reading, ReadSpec), f"reading must be a ReadSpec, not {type(c.reading).__name__}"),
             (c.loss not in LOSSES, f"loss must be one of {', '.join(map(repr, LOSSES))}, not {c.loss!r}"),
             (c.select not in SELECTIONS, f"select must be one of {', '.join(map(repr, SELECTIONS))}, not {c.select!r}"),
-            (c.select != "loss" and not c.eval_accuracy, f"select={c.select!r} needs the validation scores: set eval_accuracy=True")]
+            (c.select != "loss" and not c.eval_accuracy, f"select={c.select!r} needs the validation scores: set "
+                                                         "eval_accuracy=True")]
 
 
 # %% ../nbs/04_tuning.ipynb #632f5777
@@ -150,7 +186,9 @@ class Run:
     @property
     def is_module(self) -> bool: return isinstance(self.param, PromptModule)
     @property
-    def params(self) -> list: return [p for p in self.param.parameters() if p.requires_grad] if self.is_module else [self.param]
+    def params(self) -> list:
+        return [p for p in self.param.parameters() if p.requires_grad] if self.is_module else [self.param]
+
     def view(self): return self.param if self.is_module else self.param.detach()
     def snap(self):
         if self.is_module: return {k: v.detach().clone() for k, v in self.param.state_dict().items()}
@@ -187,12 +225,16 @@ def _setup(lm:LM, task, train, validation, cfg:TuneConfig, enc=None) -> Run:
     enc = enc or _encoder(lm, cfg)
     tasks = [get_task(t) for t in (task if isinstance(task, (list, tuple)) else [task])]
     trains, vals = _per_task(tasks, train, "train"), _per_task(tasks, validation, "validation")
-    if len(trains) != len(tasks) or len(vals) != len(tasks): raise TpvError("Give one train and one validation set per task.")
+    if len(trains) != len(tasks) or len(vals) != len(tasks):
+        raise TpvError("Give one train and one validation set per task.")
     for t, tr, va in zip(tasks, trains, vals):
-        check_frame(t, tr, "training data"); check_frame(t, va, "validation data")
+        check_frame(t, tr, "training data")
+        check_frame(t, va, "validation data")
         if len(tr) == 0: raise TpvError(f"Task {t.name!r} has no training examples.")
-        if len(va) == 0: raise TpvError(f"Task {t.name!r} has no validation examples; tuning keeps its best state by validation, "
-                                        "so give it a validation frame (or leave `validation` unset for the task's own split).")
+        if len(va) == 0: raise TpvError(f"Task {t.name!r} has no validation examples; tuning keeps its best state by "
+                                        "validation, "
+                                        "so give it a validation frame (or leave `validation` unset for the task's own "
+                                        "split).")
     vals = [subsample(t, v, cfg.n_validation, cfg.seed) for t, v in zip(tasks, vals)]
     tr_enc = [enc(t, d) for t, d in zip(tasks, trains)]
     va_enc = {t.name: enc(t, d) for t, d in zip(tasks, vals)}
@@ -203,7 +245,11 @@ def _setup(lm:LM, task, train, validation, cfg:TuneConfig, enc=None) -> Run:
 
 def _arm(run:Run, lm:LM, init, cfg:TuneConfig) -> Run:
     "Give the run its parameter (a copy of the init, or the module itself), optimiser and schedule."
-    run.param = init.to(lm.device).train() if isinstance(init, PromptModule) else torch.nn.Parameter(init.tensor.clone().to(lm.device))
+    run.param = (
+        init.to(lm.device).train()
+        if isinstance(init, PromptModule)
+        else torch.nn.Parameter(init.tensor.clone().to(lm.device))
+    )
     run.opt = torch.optim.AdamW(run.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     run.sched = get_linear_schedule_with_warmup(run.opt, min(cfg.warmup_steps, run.total), run.total)
     run.best = Best(math.inf, 0, run.snap())
@@ -218,7 +264,8 @@ def _metrics(sc:np.ndarray|None, enc:Encoded, lm:LM, prompt, cfg:TuneConfig) -> 
     ls = torch.from_numpy(sc).log_softmax(-1).numpy()[np.arange(len(enc)), enc.labels]  # over the label words only
     return {f"{n}/val_loss": -gold.sum() / sum(len(t) for t in enc.tgt), f"{n}/val_label_loss": float(-ls.mean()),
             f"{n}/val_accuracy": float((pred == enc.labels).mean()),
-            f"{n}/val_macro_f1": float(f1_score(enc.labels, pred, labels=list(range(sc.shape[1])), average="macro", zero_division=0))}
+            f"{n}/val_macro_f1": float(f1_score(enc.labels, pred, labels=list(range(sc.shape[1])), average="macro",
+                                                zero_division=0))}
 
 def _summary(out:dict) -> dict:
     "The per-task numbers averaged over the run's tasks (val_loss, val_label_loss, val_accuracy, val_macro_f1)."
@@ -228,10 +275,12 @@ def _summary(out:dict) -> dict:
     return out
 
 def _key(v:dict, cfg:TuneConfig) -> tuple:
-    "What selection compares, smaller is better: the objective's validation loss, or (−metric, loss) so ties go to the lower loss."
+    """What selection compares, smaller is better: the objective's validation loss, or (−metric, loss) so ties go to the
+    lower loss."""
     loss = v["val_label_loss"] if cfg.loss == "label" and "val_label_loss" in v else v["val_loss"]
     if cfg.select == "loss": return (loss,)
-    if f"val_{cfg.select}" not in v: raise TpvError(f"select={cfg.select!r} needs label words to score; this task has none, so use select='loss'.")
+    if f"val_{cfg.select}" not in v: raise TpvError(f"select={cfg.select!r} needs label words to score; this task has "
+                                                    "none, so use select='loss'.")
     return (-v[f"val_{cfg.select}"], loss)
 
 def _validate_runs(lm:LM, runs:list, cfg:TuneConfig) -> list[dict]:
@@ -242,11 +291,18 @@ def _validate_runs(lm:LM, runs:list, cfg:TuneConfig) -> list[dict]:
         for enc in r.va_enc.values(): groups.setdefault(id(enc), (enc, []))[1].append(i)
     for enc, idx in groups.values():
         scored = enc.choices is not None and cfg.eval_accuracy
-        batch = scored and cfg.shared_prefix and lm.kind == "causal" and len(idx) > 1 and not any(runs[i].is_module for i in idx)
+        batch = (
+            scored
+            and cfg.shared_prefix
+            and lm.kind == "causal"
+            and len(idx) > 1
+            and not any(runs[i].is_module for i in idx)
+        )
         if batch: scs = score_choices(lm, [runs[i].view() for i in idx], enc, cfg.eval_batch_size)
         for j, i in enumerate(idx):
             p = runs[i].view()
-            sc = scs[j] if batch else score_choices(lm, p, enc, cfg.eval_batch_size, shared_prefix=cfg.shared_prefix) if scored else None
+            sc = scs[j] if batch else score_choices(lm, p, enc, cfg.eval_batch_size,
+                                                    shared_prefix=cfg.shared_prefix) if scored else None
             outs[i].update(_metrics(sc, enc, lm, p, cfg))
     return [_summary(o) for o in outs]
 
@@ -269,7 +325,8 @@ def _start(lm:LM, runs:list, cfg:TuneConfig):
 
 # %% ../nbs/04_tuning.ipynb #785a7997
 def _finite(loss:float, step:int) -> float:
-    if not math.isfinite(loss): raise TpvError(f"The training loss became {loss} at step {step}; lower the learning rate.")
+    if not math.isfinite(loss): raise TpvError(f"The training loss became {loss} at step {step}; lower the learning "
+                                               "rate.")
     return loss
 
 def _full_losses(lm:LM, active:list, items:list, cfg:TuneConfig, shared:bool) -> list:
@@ -284,7 +341,8 @@ def _full_losses(lm:LM, active:list, items:list, cfg:TuneConfig, shared:bool) ->
     return [-l.sum() / m.sum() for l, m in zip(lp.split(counts), tm.split(counts))]
 
 def _label_losses(lm:LM, active:list, items:list, cfg:TuneConfig, shared:bool) -> list:
-    "The label-restricted loss of each run: mean −log softmax over its task's label words; the runs' rows of one task go in one pass."
+    """The label-restricted loss of each run: mean −log softmax over its task's label words; the runs' rows of one task
+    go in one pass."""
     by_task = {}
     for k, its in enumerate(items):
         for e, i in its: by_task.setdefault(e.task, {}).setdefault(k, []).append((e, i))
@@ -294,7 +352,8 @@ def _label_losses(lm:LM, active:list, items:list, cfg:TuneConfig, shared:bool) -
         counts = [len(per[k]) for k in ks]
         prompts = active[ks[0]].param if len(ks) == 1 else [active[k].param for k in ks]
         b = collate(lm, [(e.src[i], []) for e, i in rows])
-        sc = choice_logprobs(lm, prompts, b, rows[0][0].choices, cfg.reading.peft_t5_split, None if len(ks) == 1 else counts, shared_prefix=shared)
+        sc = choice_logprobs(lm, prompts, b, rows[0][0].choices, cfg.reading.peft_t5_split,
+                             None if len(ks) == 1 else counts, shared_prefix=shared)
         y = torch.tensor([int(e.labels[i]) for e, i in rows], device=sc.device)
         nll = -sc.float().log_softmax(-1).gather(1, y[:, None]).squeeze(1)
         for k, part in zip(ks, nll.split(counts)): parts[k].append(part)
@@ -319,24 +378,31 @@ _CKPT_VERSION = 3  # 3: plain containers only, read with `weights_only=True`
 
 def _state_hash(state) -> str:
     items = state.items() if isinstance(state, dict) else [("", state)]
-    return fingerprint(*(x for k, v in sorted(items, key=lambda kv: kv[0]) for x in (k, v.detach().float().cpu().numpy().tobytes())))
+    return fingerprint(
+        *(x for k, v in sorted(items, key=lambda kv: kv[0]) for x in (k, v.detach().float().cpu().numpy().tobytes()))
+    )
+
 
 def _data_hash(run:Run) -> str:
     return fingerprint(*(json.dumps([e.src, e.tgt]) for e in list(run.tr_enc) + list(run.va_enc.values())))
 
 def _ident(runs:list, cfg:TuneConfig) -> dict:
     return {"version": _CKPT_VERSION, "config": cfg.hash(),
-            "runs": [{"tasks": [t.name for t in r.tasks], "init": _state_hash(r.best.state), "data": _data_hash(r)} for r in runs]}
+            "runs": [{"tasks": [t.name for t in r.tasks], "init": _state_hash(r.best.state),
+                      "data": _data_hash(r)} for r in runs]}
 
 _SAVED = ("best", "bad_evals", "run_loss", "history", "steps_done", "done")
 
 def _save(path:Path, ident:dict, step:int, runs:list):
     "Write every run's state as tensors and plain containers (no objects: reading it back runs no code)."
-    state = [{"param": r.snap(), "opt": r.opt.state_dict(), "sched": r.sched.state_dict(), **{k: _plain(getattr(r, k)) for k in _SAVED}} for r in runs]
-    with atomic_path(path) as tmp: torch.save({"tpv_checkpoint": _CKPT_VERSION, "ident": ident, "step": step, "runs": state}, tmp)
+    state = [{"param": r.snap(), "opt": r.opt.state_dict(), "sched": r.sched.state_dict(),
+              **{k: _plain(getattr(r, k)) for k in _SAVED}} for r in runs]
+    with atomic_path(path) as tmp: torch.save({"tpv_checkpoint": _CKPT_VERSION, "ident": ident, "step": step,
+                                               "runs": state}, tmp)
 
 def _plain(x):
-    "`x` with numpy numbers as Python numbers and the best state as a dict: what `torch.load(weights_only=True)` reads back."
+    """`x` with numpy numbers as Python numbers and the best state as a dict: what `torch.load(weights_only=True)` reads
+    back."""
     if isinstance(x, Best): x = dict(vars(x))
     if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return type(x)(_plain(v) for v in x)
@@ -348,18 +414,23 @@ def _ours(path:Path) -> bool:
     return head[:2] == b"PK" and b"tpv_checkpoint" in head
 
 def _read_checkpoint(path:Path) -> dict:
-    "The checkpoint at `path`, read with `weights_only=True` (a pickle that would run code is refused), or a `CheckpointError` that never offers to delete a file tpv did not write."
+    """The checkpoint at `path`, read with `weights_only=True` (a pickle that would run code is refused), or a
+    `CheckpointError` that never offers to delete a file tpv did not write."""
     ours = _ours(path)
     try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of a file that is not its own; the answer below says what it is
+        # torch warns about the pickle protocol of a file that is not its own; the answer below says what it is
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if ours: raise CheckpointError(f"The checkpoint {path} is damaged ({type(e).__name__}); delete it to start the run over.") from None
+        if ours: raise CheckpointError(f"The checkpoint {path} is damaged ({type(e).__name__}); delete it to start the "
+                                       "run over.") from None
         ck = None
     if isinstance(ck, dict) and ck.get("tpv_checkpoint") == _CKPT_VERSION: return ck
-    if ours: raise CheckpointError(f"The checkpoint {path} was written by another version of tpv; delete it to start the run over.")
-    raise CheckpointError(f"The checkpoint path {path} holds a file that is not a tpv checkpoint; tpv leaves it alone (and reads checkpoints "
+    if ours: raise CheckpointError(f"The checkpoint {path} was written by another version of tpv; delete it to start "
+                                   "the run over.")
+    raise CheckpointError(f"The checkpoint path {path} holds a file that is not a tpv checkpoint; tpv leaves it alone "
+                          "(and reads checkpoints "
                           "without running code). Give the run another checkpoint path.")
 
 def _resume(path:Path, ident:dict, runs:list) -> int:
@@ -402,7 +473,9 @@ def _loop(lm:LM, runs:list, cfg:TuneConfig, progress:bool=True, checkpoint:Path|
             r.done = _record(r, step, v, cfg, time.time() - t0) or step == r.total
         if step % 10 == 0: bar.set_postfix(loss=round(float(losses.mean()), 4), refresh=False)
         bar.update(1)
-        if checkpoint is not None and step % checkpoint_every == 0 and any(not r.done for r in runs): _save(checkpoint, ident, step, runs)
+        if checkpoint is not None and step % checkpoint_every == 0 and any(not r.done for r in runs): _save(checkpoint,
+                                                                                                            ident, step,
+                                                                                                            runs)
     bar.close()
     if checkpoint is not None and checkpoint.exists(): checkpoint.unlink()  # finished: nothing to resume
     return step_seconds
@@ -424,7 +497,8 @@ class TuneResult:
 
 def _meta(lm:LM, run:Run, cfg:TuneConfig) -> dict:
     "What a tuned prompt records: its tasks, best step, settings, and how it read its inputs."
-    return {"tasks": [t.name for t in run.tasks], "step": run.best.step, "config_hash": cfg.hash(), "config": cfg.to_dict(),
+    return {"tasks": [t.name for t in run.tasks], "step": run.best.step, "config_hash": cfg.hash(),
+            "config": cfg.to_dict(),
             "reading": cfg.reading.resolve(lm).to_dict()}
 
 def _result(lm:LM, run:Run, init, cfg:TuneConfig, seconds:float, step_seconds:list) -> TuneResult:
@@ -433,7 +507,8 @@ def _result(lm:LM, run:Run, init, cfg:TuneConfig, seconds:float, step_seconds:li
     if run.is_module:
         run.load(run.best.state)
         run.param.eval()
-        return TuneResult(run.param.export(meta), run.best.step, run.best.val_loss, run.history, cfg, seconds, run.param, step_seconds)
+        return TuneResult(run.param.export(meta), run.best.step, run.best.val_loss, run.history, cfg, seconds,
+                          run.param, step_seconds)
     keep = {k: v for k, v in init.meta.items() if k in ("origin", "origin_hash", "model_fingerprint")}
     p = SoftPrompt(run.best.state, init.model, init.kind, "tuned", {**keep, "init_hash": init.hash, **meta})
     return TuneResult(p, run.best.step, run.best.val_loss, run.history, cfg, seconds, step_seconds=step_seconds)
@@ -463,7 +538,8 @@ def tune(lm:LM, # the frozen model
 def tune_many(lm:LM, # the frozen model
               runs:Sequence[tuple], # (task or tasks, init SoftPrompt) per prompt; the prompts must have equal length
               config:TuneConfig|None=None, # shared by all runs
-              train:Sequence|None=None, # per run: its training examples as `tune` takes them, or None (the default split)
+              # per run: its training examples as `tune` takes them, or None (the default split)
+              train:Sequence|None=None,
               validation:Sequence|None=None, # per run, likewise
               progress:bool=True,
               checkpoint:str|Path|None=None, checkpoint_every:int=50, on_step:Callable|None=None) -> list[TuneResult]:
@@ -471,14 +547,19 @@ def tune_many(lm:LM, # the frozen model
     cfg, K = (config or TuneConfig()).validate(), len(runs)
     if K == 0: raise TpvError("tune_many needs at least one (task, init) run.")
     train, validation = train or [None] * K, validation or [None] * K
-    if len(train) != K or len(validation) != K: raise TpvError(f"Give one train and one validation entry per run ({K} runs).")
+    if len(train) != K or len(validation) != K:
+        raise TpvError(f"Give one train and one validation entry per run ({K} runs).")
     for task, init in runs:
-        if not isinstance(init, SoftPrompt): raise TpvError(f"tune_many trains SoftPrompts, not {type(init).__name__}; train a prompt module with `tune`.")
+        if not isinstance(init, SoftPrompt): raise TpvError(f"tune_many trains SoftPrompts, not {type(init).__name__}; "
+                                                            "train a prompt module with `tune`.")
         check_fits(init, lm)
     if len({init.tensor.shape[0] for _, init in runs}) > 1:
-        raise TpvError(f"tune_many needs prompts of one length, got {sorted({init.tensor.shape[0] for _, init in runs})} rows.")
+        raise TpvError("tune_many needs prompts of one length, got "
+                       f"{sorted({init.tensor.shape[0] for _, init in runs})} rows.")
     enc = _encoder(lm, cfg)
-    R = [_arm(_setup(lm, task, tr, va, cfg, enc), lm, init, cfg) for (task, init), tr, va in zip(runs, train, validation)]
+    R = [_arm(_setup(lm, task, tr, va, cfg, enc), lm, init, cfg) for (task, init), tr,
+         va in zip(runs, train, validation)]
     t0 = time.time()
-    secs = _loop(lm, R, cfg, progress, None if checkpoint is None else Path(checkpoint), checkpoint_every, on_step, f"tune {K} prompts")
+    secs = _loop(lm, R, cfg, progress, None if checkpoint is None else Path(checkpoint), checkpoint_every, on_step,
+                 f"tune {K} prompts")
     return [_result(lm, r, init, cfg, time.time() - t0, secs) for (_, init), r in zip(runs, R)]

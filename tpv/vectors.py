@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import patch
 from safetensors.torch import load_file, save_file
 
 from .io import TpvError, atomic_dir, atomic_path, check_target, user_path
 from .prompts import PromptError, SoftPrompt, _real_tensor, model_card
 
 # %% auto #0
-__all__ = ['VectorError', 'TaskPromptVector', 'check_compatible', 'apply_to', 'save_vector', 'load_vector', 'cosine',
-           'similarity_matrix', 'cross_origin_similarity', 'cosines', 'origin_matrix', 'plot_similarity']
+__all__ = ['VectorError', 'TaskPromptVector', 'check_compatible', 'save_vector', 'load_vector', 'cosine', 'similarity_matrix',
+           'cross_origin_similarity', 'cosines', 'origin_matrix', 'plot_similarity']
 
 # %% ../nbs/06_vectors.ipynb #07aaab4e
 class VectorError(TpvError, ValueError):
@@ -38,27 +39,35 @@ class TaskPromptVector:
     def __post_init__(self):
         try: self.tensor = _real_tensor(self.tensor, "A task prompt vector").to("cpu", torch.float64).contiguous()
         except PromptError as e: raise VectorError(str(e)) from None
-        if self.tensor.ndim != 2: raise VectorError(f"A task prompt vector is a 2-D tensor (rows × width), not shape {tuple(self.tensor.shape)}.")
-        tasks = (self.tasks,) if isinstance(self.tasks, str) else self.tasks  # one task's name is one task, not its letters
+        if self.tensor.ndim != 2: raise VectorError("A task prompt vector is a 2-D tensor (rows × width), not shape "
+                                                    f"{tuple(self.tensor.shape)}.")
+        tasks = (self.tasks,) if isinstance(self.tasks,
+                                            str) else self.tasks  # one task's name is one task, not its letters
         if not isinstance(tasks, (list, tuple)) or not all(isinstance(t, str) and t for t in tasks):
             raise VectorError(f"tasks are task names (a name, or a list of names), not {self.tasks!r}.")
         self.tasks = tuple(tasks)
-        if not isinstance(self.model, str): raise VectorError(f"A vector's model is a model name (str), not {self.model!r}.")
-        if not torch.isfinite(self.tensor).all(): raise VectorError("The task prompt vector contains NaN or inf values; it cannot be used.")
+        if not isinstance(self.model,
+                          str): raise VectorError(f"A vector's model is a model name (str), not {self.model!r}.")
+        if not torch.isfinite(self.tensor).all():
+            raise VectorError("The task prompt vector contains NaN or inf values; it cannot be used.")
 
     @classmethod
     def from_prompts(cls, tuned:SoftPrompt, origin:SoftPrompt, tasks=None) -> "TaskPromptVector":
         "τ = tuned − origin; refuses prompts of different models or shapes, or a tuned prompt that started elsewhere."
-        if tuned.model != origin.model: raise VectorError(f"The tuned prompt is for {tuned.model!r} but the origin for {origin.model!r}.")
+        if tuned.model != origin.model: raise VectorError(f"The tuned prompt is for {tuned.model!r} but the origin for "
+                                                          f"{origin.model!r}.")
         if tuned.tensor.shape != origin.tensor.shape:
-            raise VectorError(f"The tuned prompt is {tuple(tuned.tensor.shape)} but the origin {tuple(origin.tensor.shape)}; they must match.")
+            raise VectorError(f"The tuned prompt is {tuple(tuned.tensor.shape)} but the origin "
+                              f"{tuple(origin.tensor.shape)}; they must match.")
         start = tuned.meta.get("init_hash")
         if start and start != origin.hash:
-            raise VectorError(f"The tuned prompt started from a prompt with hash {start}, not from this origin ({origin.hash}); "
+            raise VectorError(f"The tuned prompt started from a prompt with hash {start}, not from this origin "
+                              f"({origin.hash}); "
                               "subtract the origin it was tuned from.")
         tasks = tasks or tuned.meta.get("tasks") or ()
         meta = {"reading": tuned.meta["reading"]} if "reading" in tuned.meta else {}  # how its prompt read inputs
-        return cls(tuned.tensor.double() - origin.tensor.double(), tuple([tasks] if isinstance(tasks, str) else tasks), origin.model, origin.kind,
+        return cls(tuned.tensor.double() - origin.tensor.double(), tuple([tasks] if isinstance(tasks, str) else tasks),
+                   origin.model, origin.kind,
                    origin.meta.get("origin", ""), origin.hash, meta)
 
     @property
@@ -66,13 +75,17 @@ class TaskPromptVector:
     @property
     def norm(self) -> float: return float(self.tensor.norm())
     def __repr__(self):
-        return f"TaskPromptVector({'+'.join(self.tasks) or '?'}, {self.shape[0]}×{self.shape[1]}, model={self.model!r}, origin={self.origin!r}, norm={self.norm:.3f})"
+        return (f"TaskPromptVector({'+'.join(self.tasks) or '?'}, {self.shape[0]}×{self.shape[1]}, "
+                f"model={self.model!r}, origin={self.origin!r}, norm={self.norm:.3f})")
 
 # %% ../nbs/06_vectors.ipynb #12fd90fa
 def check_compatible(a:TaskPromptVector, b:TaskPromptVector):
     "Raise `VectorError` unless `b` is a vector of the same model and shape as `a`."
-    if not isinstance(b, TaskPromptVector): raise VectorError(f"Cannot combine a task prompt vector with {type(b).__name__}.")
-    if a.model != b.model: raise VectorError(f"Vectors of different models ({a.model!r} and {b.model!r}) cannot be combined.")
+    if not isinstance(b,
+                      TaskPromptVector): raise VectorError("Cannot combine a task prompt vector with "
+                                                           f"{type(b).__name__}.")
+    if a.model != b.model: raise VectorError(f"Vectors of different models ({a.model!r} and {b.model!r}) cannot be "
+                                             "combined.")
     if a.shape != b.shape:
         what = "widths" if a.shape[1] != b.shape[1] else "row counts"
         raise VectorError(f"Vectors of different {what} ({a.shape} and {b.shape}) cannot be combined.")
@@ -80,49 +93,63 @@ def check_compatible(a:TaskPromptVector, b:TaskPromptVector):
 def _like(a:TaskPromptVector, t:torch.Tensor, tasks, b:TaskPromptVector|None=None) -> TaskPromptVector:
     same = b is None or a.origin_hash == b.origin_hash
     read = a.meta.get("reading")
-    meta = {"reading": read} if read is not None and (b is None or b.meta.get("reading") == read) else {}  # kept while all agree
-    return TaskPromptVector(t, tasks, a.model, a.kind, a.origin if same else "mixed", a.origin_hash if same else "", meta)
+    # kept while all agree
+    meta = {"reading": read} if read is not None and (b is None or b.meta.get("reading") == read) else {}
+    return TaskPromptVector(t, tasks, a.model, a.kind, a.origin if same else "mixed", a.origin_hash if same else "",
+                            meta)
 
-def _add(self, other):
+@patch
+def __add__(self:TaskPromptVector, other):
+    "τ_a + τ_b (and 0 + τ, so that `sum` works)."
     if isinstance(other, (int, float)) and other == 0: return self
     check_compatible(self, other)
     return _like(self, self.tensor + other.tensor, tuple(dict.fromkeys(self.tasks + other.tasks)), other)
-def _neg(self): return _like(self, -self.tensor, tuple(f"-{t}" for t in self.tasks))
-def _sub(self, other): return self + (-other)
+
+@patch
+def __radd__(self:TaskPromptVector, other): return self.__add__(other)
+
+@patch
+def __neg__(self:TaskPromptVector): return _like(self, -self.tensor, tuple(f"-{t}" for t in self.tasks))
+
+@patch
+def __sub__(self:TaskPromptVector, other): return self + (-other)
+
 def _coef(c, what:str="λ") -> float:
     "`c` as a float, or a `VectorError` if it is not a finite real number."
     if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(c):
         raise VectorError(f"A task prompt vector scales by a finite number; {what} is {c!r}.")
     return float(c)
 
-def _mul(self, c): return _like(self, _coef(c) * self.tensor, self.tasks)
+@patch
+def __mul__(self:TaskPromptVector, c): return _like(self, _coef(c) * self.tensor, self.tasks)
 
-TaskPromptVector.__add__ = _add
-TaskPromptVector.__radd__ = _add
-TaskPromptVector.__neg__ = _neg
-TaskPromptVector.__sub__ = _sub
-TaskPromptVector.__mul__ = TaskPromptVector.__rmul__ = _mul
+@patch
+def __rmul__(self:TaskPromptVector, c): return self * c
 
 # %% ../nbs/06_vectors.ipynb #5f52dcfa
+@patch
 def apply_to(self:TaskPromptVector, origin:SoftPrompt, # the prompt to add the vector to
              coef:float=1.0, # λ: the scale of the vector
              strict:bool=False, # refuse an origin other than the one the vector was measured from
             ) -> SoftPrompt:
     "origin + coef·τ as a soft prompt."
     coef = _coef(coef, "coef")
-    if origin.model != self.model: raise VectorError(f"The vector is for {self.model!r}, the origin for {origin.model!r}.")
+    if origin.model != self.model: raise VectorError(f"The vector is for {self.model!r}, the origin for "
+                                                     f"{origin.model!r}.")
     if origin.tensor.shape != self.tensor.shape:
         raise VectorError(f"The vector is {self.shape} but the origin {tuple(origin.tensor.shape)}; they must match.")
     cross = origin.hash != self.origin_hash
     if strict and cross:
-        raise VectorError(f"The vector was measured from origin {self.origin or self.origin_hash!r} (hash {self.origin_hash}) "
-                          f"but is applied to {origin.meta.get('origin', '?')!r} (hash {origin.hash}); pass strict=False for cross-origin use.")
-    meta = {"origin": origin.meta.get("origin", ""), "origin_hash": origin.hash, "tasks": list(self.tasks), "coef": coef,
-            "vector_origin": self.origin, "vector_origin_hash": self.origin_hash, "cross_origin": cross, "init_hash": origin.hash,
+        raise VectorError(f"The vector was measured from origin {self.origin or self.origin_hash!r} (hash "
+                          f"{self.origin_hash}) "
+                          f"but is applied to {origin.meta.get('origin', '?')!r} (hash {origin.hash}); pass "
+                          "strict=False for cross-origin use.")
+    meta = {"origin": origin.meta.get("origin", ""), "origin_hash": origin.hash, "tasks": list(self.tasks),
+            "coef": coef,
+            "vector_origin": self.origin, "vector_origin_hash": self.origin_hash, "cross_origin": cross,
+            "init_hash": origin.hash,
             **({"reading": self.meta["reading"]} if "reading" in self.meta else {})}
     return SoftPrompt((origin.tensor.double() + coef * self.tensor).float(), origin.model, origin.kind, "tpv", meta)
-
-TaskPromptVector.apply_to = apply_to
 
 # %% ../nbs/06_vectors.ipynb #bc9d16a9
 _VECTOR_FILES = {"vector.safetensors", "vector.json", "README.md"}
@@ -131,15 +158,18 @@ def save_vector(v:TaskPromptVector, path:str|Path,
                 overwrite:bool=False, # replace `path` even if it holds something other than a saved vector
                ) -> Path:
     "Save a vector as `path/vector.safetensors` + `path/vector.json`."
-    check_target(path, _VECTOR_FILES, lambda p: (p/"vector.json").exists() and (p/"vector.safetensors").exists(), "a task prompt vector", overwrite)
-    meta = {"tasks": list(v.tasks), "model": v.model, "kind": v.kind, "origin": v.origin, "origin_hash": v.origin_hash, "meta": v.meta}
+    check_target(path, _VECTOR_FILES, lambda p: (p/"vector.json").exists() and (p/"vector.safetensors").exists(),
+                 "a task prompt vector", overwrite)
+    meta = {"tasks": list(v.tasks), "model": v.model, "kind": v.kind, "origin": v.origin, "origin_hash": v.origin_hash,
+            "meta": v.meta}
     with atomic_dir(path) as d:
         save_file({"tau": v.tensor}, str(d/"vector.safetensors"))
         (d/"vector.json").write_text(json.dumps(meta, indent=1))
         facts = {"tasks": list(v.tasks), "shape": f"{v.shape[0]} × {v.shape[1]}", "norm": f"{v.norm:.4f}",
                  "measured from origin": f"{v.origin} (hash {v.origin_hash})", "reading": v.meta.get("reading"),
                  "load with": "`tpv.vectors.load_vector(path)`; add it to an origin with `vector.apply_to(origin)`"}
-        (d/"README.md").write_text(model_card(f"Task prompt vector: {' + '.join(v.tasks) or '?'} ({v.model})", v.model, facts, ("task-prompt-vector",)))
+        (d/"README.md").write_text(model_card(f"Task prompt vector: {' + '.join(v.tasks) or '?'} ({v.model})", v.model,
+                                              facts, ("task-prompt-vector",)))
     return Path(path)
 
 def load_vector(path:str|Path) -> TaskPromptVector:
@@ -150,10 +180,12 @@ def load_vector(path:str|Path) -> TaskPromptVector:
     try:
         m = json.loads((path/"vector.json").read_text())
         t = load_file(str(path/"vector.safetensors"))["tau"]
-        return TaskPromptVector(t, tuple(m["tasks"]), m["model"], m["kind"], m["origin"], m["origin_hash"], m.get("meta", {}))
+        return TaskPromptVector(t, tuple(m["tasks"]), m["model"], m["kind"], m["origin"], m["origin_hash"],
+                                m.get("meta", {}))
     except VectorError: raise
     except Exception as e:  # truncated weights, broken JSON, a missing field: all one answer
-        raise VectorError(f"The saved vector in {path} is corrupt ({type(e).__name__}: {e}); save it again from its prompts.") from None
+        raise VectorError(f"The saved vector in {path} is corrupt ({type(e).__name__}: {e}); save it again from its "
+                          "prompts.") from None
 
 # %% ../nbs/06_vectors.ipynb #37edc98c
 def _t(x) -> torch.Tensor: return x.tensor if hasattr(x, "tensor") else torch.as_tensor(x)
@@ -164,9 +196,11 @@ def cosine(a, b, mode:str="flat") -> float:
     if mode == "flat": a, b = a.flatten(), b.flatten()
     elif mode == "mean": a, b = a.mean(0), b.mean(0)
     else: raise TpvError(f"Unknown similarity mode {mode!r}; use 'flat' or 'mean'.")
-    if a.shape != b.shape: raise VectorError(f"Cosine similarity needs equal shapes, not {tuple(a.shape)} and {tuple(b.shape)}.")
+    if a.shape != b.shape: raise VectorError(f"Cosine similarity needs equal shapes, not {tuple(a.shape)} and "
+                                             f"{tuple(b.shape)}.")
     if not (a.abs().sum() > 0 and b.abs().sum() > 0):  # no direction: the cosine is undefined, not 0
-        raise VectorError(f"Cosine similarity is undefined for a zero vector{' (its token mean is zero)' if mode == 'mean' else ''}; "
+        raise VectorError("Cosine similarity is undefined for a zero "
+                          f"vector{' (its token mean is zero)' if mode == 'mean' else ''}; "
                           "a vector is zero when its prompt never moved from its origin.")
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
@@ -185,9 +219,11 @@ def similarity_matrix(items:dict, # {(task, origin): vector or prompt}
     "Task × task cosine similarities within one origin."
     _check_items(items)
     origin = origin or _names(items, 1)[0]
-    if origin not in _names(items, 1): raise VectorError(f"No vectors of origin {origin!r}; the origins given: {', '.join(_names(items, 1))}.")
+    if origin not in _names(items, 1): raise VectorError(f"No vectors of origin {origin!r}; the origins given: "
+                                                         f"{', '.join(_names(items, 1))}.")
     tasks = [t for t in _names(items, 0) if (t, origin) in items]
-    return pd.DataFrame([[cosine(items[a, origin], items[b, origin], mode) for b in tasks] for a in tasks], index=tasks, columns=tasks)
+    return pd.DataFrame([[cosine(items[a, origin], items[b, origin], mode) for b in tasks] for a in tasks], index=tasks,
+                        columns=tasks)
 
 def cross_origin_similarity(items:dict, # {(task, origin): vector or prompt}
                             mode:str="flat") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -209,7 +245,8 @@ def cosines(items:dict, tasks:list, n_origins:int, mode:str="mean") -> np.ndarra
     return c.reshape(len(tasks), n_origins, len(tasks), n_origins)
 
 def origin_matrix(cos:np.ndarray, idx=None) -> np.ndarray:
-    "The task × task mean cosine over ordered pairs of the origins `idx` (default: all); the same origin is never paired with itself on the diagonal."
+    """The task × task mean cosine over ordered pairs of the origins `idx` (default: all); the same origin is never
+    paired with itself on the diagonal."""
     T, U = cos.shape[0], cos.shape[1]
     idx = np.arange(U) if idx is None else np.asarray(idx)
     sub = cos[:, idx][:, :, :, idx]  # T × n × T × n
@@ -226,6 +263,10 @@ def plot_similarity(df:pd.DataFrame, title:str="", ax=None, vmin:float|None=None
     mask = np.triu(np.ones(df.shape, bool), k=1)
     sns.heatmap(df.astype(float), mask=mask, annot=True, fmt=".2f", cmap="crest", vmin=vmin, vmax=vmax, square=True,
                 cbar_kws={"shrink": 0.8}, ax=ax)
-    ax.xaxis.tick_top(); ax.tick_params(axis="x", rotation=90); ax.tick_params(axis="y", rotation=0)
-    if title: ax.set_xlabel(title); ax.xaxis.set_label_position("bottom")  # below: the tick labels are on top
+    ax.xaxis.tick_top()
+    ax.tick_params(axis="x", rotation=90)
+    ax.tick_params(axis="y", rotation=0)
+    if title:
+        ax.set_xlabel(title)
+        ax.xaxis.set_label_position("bottom")  # below: the tick labels are on top
     return ax
