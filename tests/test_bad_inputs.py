@@ -187,6 +187,7 @@ CASES = {  # id: (what is done, the exception's type, what its message must say)
     "unknown-notebook-parameter": (lambda lm, p, tmp: check_parameters(notebooks_dir()/"few_shot.ipynb", {"override": {}}), "ParameterError", "did you mean 'overrides'"),
     "unknown-profile-setting": (lambda lm, p, tmp: get_profile("cpu", {"few_shot.shot": [0, 10]}), "ProfileError", "did you mean 'few_shot.shots'"),
     "profile-setting-wrong-type": (lambda lm, p, tmp: get_profile("cpu", {"n_test": "all"}), "ProfileError", "n_test is None or int, not 'all'"),
+    "origin-evaluated-without-spec": (lambda lm, p, tmp: evaluate(lm, p[0], "rt_polarity", n=4), "TpvError", "does not record how it reads inputs"),
     "unknown-merge-setting": (lambda lm, p, tmp: combine([p[3], p[3]], "ties", densty=0.3), "VectorError", "did you mean 'density'"),
     "negative-learning-rate": (lambda lm, p, tmp: TuneConfig(lr=-0.3).validate(), "ConfigError", "lr must be positive"),
     "zero-steps": (lambda lm, p, tmp: TuneConfig(max_steps=0).validate(), "ConfigError", "max_steps must be at least 1"),

@@ -19,8 +19,8 @@ from .prompts import SoftPrompt
 from .vectors import TaskPromptVector, VectorError, _coef, check_compatible
 
 # %% auto #0
-__all__ = ['MERGES', 'LAMBDAS', 'Merge', 'merge_method', 'combine', 'search_lambda', 'AdditionResult', 'evaluate_tasks',
-           'grid_metrics', 'add_tasks', 'search_task_lambdas']
+__all__ = ['MERGES', 'LAMBDAS', 'Merge', 'merge_method', 'combine', 'search_lambda', 'AdditionResult', 'grid_metrics',
+           'evaluate_tasks', 'add_tasks', 'search_task_lambdas']
 
 # %% ../nbs/07_arithmetic.ipynb #0b09b735
 @dataclass(frozen=True)
@@ -155,19 +155,16 @@ class AdditionResult:
     test: dict # task → test metrics at the chosen λ
     prompt: SoftPrompt # origin + λ·Στ
 
-def evaluate_tasks(lm:LM, prompt:SoftPrompt|None, tasks:list, split:str="test", n:int|None=None, **kw) -> dict:
-    "`evaluate` on several tasks: task → metrics."
-    return {t: evaluate(lm, prompt, t, split, n=n, **kw) for t in tasks}
-
 def grid_metrics(lm:LM, prompts:dict, # key → prompt (the candidates of a λ grid, say)
                  tasks:list, split:str="validation", n:int|None=None, **kw) -> dict:
-    """key → task → metrics; with rank classification every task scores all candidates in one K-prompt pass
-    (`evaluate_many`)."""
-    if kw.get("method", "rank") != "rank" or len({p.rows for p in prompts.values()}) > 1:
-        return {k: evaluate_tasks(lm, p, tasks, split, n, **kw) for k, p in prompts.items()}
-    kw = {k: v for k, v in kw.items() if k != "method"}
+    """key → task → metrics: each task scores every candidate through `evaluate_many` (soft prompts in one K-prompt
+    pass, prompt modules and generation one by one)."""
     per_task = {t: evaluate_many(lm, list(prompts.values()), t, split, n, **kw) for t in tasks}
     return {k: {t: per_task[t][i] for t in tasks} for i, k in enumerate(prompts)}
+
+def evaluate_tasks(lm:LM, prompt:SoftPrompt|None, tasks:list, split:str="test", n:int|None=None, **kw) -> dict:
+    "`evaluate` on several tasks: task → metrics (`grid_metrics` of one prompt)."
+    return grid_metrics(lm, {0: prompt}, tasks, split, n, **kw)[0]
 
 def _check_origin(origin:SoftPrompt, vectors:list, cross_origin:bool):
     """Refuse vectors measured from another origin than the one they would be added to, unless that is what was asked

@@ -106,10 +106,15 @@ def check_metric(metric:str, tasks:list) -> str:
 
 # %% ../nbs/05_evaluation.ipynb #7bf3dbbb
 def reading_of(lm:LM, prompt, spec:ReadSpec|dict|str|None=None) -> ReadSpec:
-    """How to read inputs for `prompt`: `spec` when given, else the spec it was tuned with, else the defaults (resolved
-    for `lm`)."""
+    """How to read inputs for `prompt`: `spec` when given, else the spec it was tuned with. A soft prompt that records
+    none (an untuned origin, an adapter tuned elsewhere) needs `spec`: tpv does not guess; the bare model (None) reads
+    the model's defaults."""
     meta = prompt.meta if isinstance(prompt, SoftPrompt) else getattr(prompt, "info", {}) if prompt is not None else {}
     own = meta.get("reading")
+    if spec is None and own is None and isinstance(prompt, SoftPrompt):
+        raise TpvError(f"The prompt {prompt.meta.get('origin') or prompt.hash} does not record how it reads inputs (an "
+                       "untuned origin, or an adapter tuned elsewhere); pass `spec`, the reading of the prompts it is "
+                       "compared with (e.g. spec=config.reading), so that all of them read inputs the same way.")
     if spec is None: return ReadSpec.of(own).resolve(lm)
     told = ReadSpec.of(spec).resolve(lm)
     if own is not None and told != ReadSpec.of(own).resolve(lm):
@@ -176,20 +181,21 @@ def _per_example(task:Task, p:pd.DataFrame) -> dict:
 def _pass(lm:LM, prompts:list, task:Task, df:pd.DataFrame, method:str, reads:list, batch_size:int,
           max_new_tokens:int|None,
           progress:bool) -> list[pd.DataFrame]:
-    """Each prompt's predictions: soft prompts ranked together in one K-prompt pass; prompt modules, the bare model and
-    generation one by one (the per-row path)."""
+    """Each prompt's predictions: soft prompts ranked together, one K-prompt pass per prompt length; prompt modules, the
+    bare model and generation one by one (the per-row path)."""
     if method != "rank" or not all(isinstance(p, SoftPrompt) for p in prompts):
-        return [_predict(lm, p, task, df, method, r, batch_size, max_new_tokens, progress) for p,
-                r in zip(prompts, reads)]
+        return [_predict(lm, p, task, df, method, r, batch_size, max_new_tokens, progress)
+                for p, r in zip(prompts, reads)]
     for p in prompts: check_fits(p, lm)
     if len(set(reads)) > 1:
         raise TpvError(f"The prompts were tuned reading inputs in {len(set(reads))} ways "
                        f"({sorted(map(str, set(reads)))}); evaluate them apart, or pass one `spec`.")
-    if len({p.rows for p in prompts}) > 1: raise TpvError("evaluate_many needs soft prompts of one length; evaluate "
-                                                          "the others apart.")
-    enc = encode(lm, task, df, reads[0])
-    sc = score_choices(lm, [p.tensor for p in prompts], enc, batch_size, progress)
-    return [_ranked(sc[k], df["label"].tolist()) for k in range(len(prompts))]
+    enc, out, by_rows = encode(lm, task, df, reads[0]), [None] * len(prompts), {}
+    for k, p in enumerate(prompts): by_rows.setdefault(p.rows, []).append(k)
+    for ks in by_rows.values():
+        sc = score_choices(lm, [prompts[k].tensor for k in ks], enc, batch_size, progress)
+        for j, k in enumerate(ks): out[k] = _ranked(sc[j], df["label"].tolist())
+    return out
 
 def evaluate_many(lm:LM, prompts:Sequence, # soft prompts, prompt modules, or None (the bare model)
                   task:Task|str, split:str="test", # "train", "validation" or "test"
