@@ -195,7 +195,8 @@ def _unknown(path:str, known:list) -> ProfileError:
 def override(self:Profile, overrides:dict|None=None) -> Profile:
     """A checked copy of this profile with `overrides` ({dotted path: value}) applied; the profile itself is left as it
     was."""
-    p, known = self, [*settings(self), "tune.reading"]
+    p = replace(self, tune=replace(self.tune))  # a copy, config included: PROFILES is never changed through it
+    known = [*settings(self), "tune.reading"]
     for path, value in (overrides or {}).items():
         if not isinstance(path, str) or path not in known: raise _unknown(str(path), known)
         try: p = _set(p, path.split("."), value, path)
