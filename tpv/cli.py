@@ -49,7 +49,6 @@ def cmd_models(args) -> int:
 def cmd_reproduce(args) -> int:
     "Run the paper's experiments for a profile and render the figures, tables and README into `--out`."
     overrides = parse_overrides(args.set)
-    get_profile(args.profile, overrides)  # an unknown profile or setting: one line, before anything starts
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only is not None else None
     reproduce(args.profile, out=args.out, store=args.store, only=only, overrides=overrides, timeout=args.timeout)
     return 0

@@ -85,12 +85,12 @@ def missing(self:Experiment, units:list) -> list:
 @patch
 def compute(self:Experiment, units:list) -> list[list[Record]]:
     "The records of every unit, in order; each unit's missing ones computed together by its `run` and stored first."
-    if todo := self.missing(units):
-        self.say(
-            f"{sum(n for _, n in todo)} of {sum(len(u.keys) for u in units)} records to compute: "
-            + "; ".join(f"{u.what} ({n})" for u, n in todo)
-        )
-    return [[self._use(r) for r in self.store.many(u.kind, u.keys, u.run, self.say)] for u in units]
+    def announced(u):  # the store finds what is missing once, and says it here, just before computing it
+        def run(todo):
+            self.say(f"{len(todo)} of {len(u.keys)} records to compute: {u.what}")
+            return u.run(todo)
+        return run
+    return [[self._use(r) for r in self.store.many(u.kind, u.keys, announced(u), self.say)] for u in units]
 
 # %% ../nbs/14_experiment.ipynb #1247709f
 def _tasks(task:str|list) -> list: return [get_task(t).name for t in ([task] if isinstance(task, str) else task)]

@@ -45,6 +45,7 @@ class Init:
     doc: str
     needs: frozenset = frozenset() # a subset of `NEEDS`
     per_source: bool = False # one init per source task, named `name:TASK`
+    settings: tuple = () # which of `init_prompt`'s settings (density, seed) its function takes, from its signature
 
 INITS: dict = {} # name → `Init`, in table order (the order they were registered)
 
@@ -57,7 +58,8 @@ def register_init(name:str, # the init's name (before the `:TASK` of a per-sourc
         raise TypeError(f"The init {name!r} needs {unknown}; an init needs some of {', '.join(NEEDS)}.")
 
     def register(fn):
-        INITS[name] = Init(name, fn, inspect.getdoc(fn) or "", frozenset(needs), per_source)
+        takes = tuple(k for k in ("density", "seed") if k in inspect.signature(fn).parameters)
+        INITS[name] = Init(name, fn, inspect.getdoc(fn) or "", frozenset(needs), per_source, takes)
         return fn
     return register
 
@@ -175,8 +177,7 @@ def init_prompt(name:str, # an init name (see `init_names`)
     tagged with its name and sources."""
     init, (kind, _, arg), s = get_init(name, sources), name.partition(":"), sources
     _check_needs(init, s)
-    settings = {k: v for k,
-                v in {"density": density, "seed": seed}.items() if k in inspect.signature(init.fn).parameters}
+    settings = {k: v for k, v in {"density": density, "seed": seed}.items() if k in init.settings}
     if init.per_source:
         arg = arg or (s.tasks[0] if len(s.tasks) == 1 else "")
         if arg not in s.prompts: raise InitError(f"{name!r}: name a source task, one of "
