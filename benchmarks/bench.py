@@ -19,7 +19,8 @@ SETUPS = {  # name -> what it is
     "peft_paper": "PEFT prompt tuning + HF Trainer as the paper's code: inputs padded to 256, full logits, fp32",
     "peft_dynamic": "PEFT prompt tuning + HF Trainer, dynamic padding (to the longest in the batch), fp32",
     "peft_dynamic_bf16": "PEFT prompt tuning + HF Trainer, dynamic padding, bf16 autocast (`bf16=True`)",
-    "tpv": "tpv.tuning.tune: length-grouped dynamic padding, the prompt's keys/values once per batch (shared prefix), logits only at target positions, the precision its probe chose",
+    "tpv_percast": "tpv.tuning.tune as before the frozen weights were held in bf16: the same, but under autocast every frozen weight is cast to bf16 again in every op of every step",
+    "tpv": "tpv.tuning.tune: length-grouped dynamic padding, the prompt's keys/values once per batch (shared prefix), logits only at target positions, the precision its probe chose, the frozen weights held in that precision",
 }
 
 def _args(argv=None):
@@ -41,7 +42,7 @@ def _args(argv=None):
     a.add_argument("--setups", default=",".join(SETUPS))
     a.add_argument("--out", default=str(HERE / "RESULTS.md"))
     a.add_argument("--worker", help=argparse.SUPPRESS); a.add_argument("--result", help=argparse.SUPPRESS)
-    a.add_argument("--prompt-file", help=argparse.SUPPRESS)
+    a.add_argument("--prompt-dir", help=argparse.SUPPRESS)
     return a.parse_args(argv)
 
 def _rss_mib() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -70,20 +71,30 @@ def _val_accuracy(lm, tensor, va_enc):
     return float((sc.argmax(1) == va_enc.labels).mean())
 
 # ---------------------------------------------------------------- workers (one process each)
-def worker_tpv(args, res):
+def _keep_prompt(args, setup, tensor):
+    "Save a setup's trained prompt: the score worker scores every setup's prompt the same way, the eval worker tpv's."
+    torch.save(tensor.detach().cpu(), Path(args.prompt_dir)/f"{setup}.pt")
+
+def worker_tpv(args, res, setup="tpv"):
     from tpv.models import load_lm
     from tpv.tuning import tune
-    lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm); o = _origin(args, lm)
+    lm = load_lm(args.model, resident=setup == "tpv"); tr, va, _, _ = _data(args, lm); o = _origin(args, lm)
     r = tune(lm, args.task, o, _tune_config(args, args.steps), train=tr, validation=va, progress=False)  # validates at step 0 and at the end only
-    if args.prompt_file: torch.save(r.prompt.tensor, args.prompt_file)  # the eval worker scores this prompt
-    res.update(step_s=_median_step(r.step_seconds, args.warmup), steps=len(r.step_seconds), bf16=lm.bf16, precision=lm.precision,
-               val_accuracy=_val_accuracy(lm, r.prompt.tensor, va_enc), best_step=r.best_step)
+    _keep_prompt(args, setup, r.prompt.tensor)
+    res.update(step_s=_median_step(r.step_seconds, args.warmup), steps=len(r.step_seconds), bf16=lm.bf16, resident=lm.resident,
+               precision=lm.precision, best_step=r.best_step)
+
+def worker_score(args, res):
+    "Every setup's trained prompt scored by the same rank classification (tpv's, in the precision its probe chose)."
+    from tpv.models import load_lm
+    lm = load_lm(args.model); _, _, _, va_enc = _data(args, lm)
+    for f in sorted(Path(args.prompt_dir).glob("*.pt")): res[f.stem] = _val_accuracy(lm, torch.load(f), va_enc)
 
 def worker_peft(args, res, setup):
     from peft import PromptTuningConfig, TaskType, get_peft_model, set_peft_model_state_dict
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from tpv.models import load_lm
-    lm = load_lm(args.model); tr, va, tr_enc, va_enc = _data(args, lm); o = _origin(args, lm)  # lm.bf16 only affects scoring
+    lm = load_lm(args.model, bf16=False); tr, va, tr_enc, va_enc = _data(args, lm); o = _origin(args, lm)  # fp32 weights: PEFT's own bf16 is the Trainer's autocast
     pad, L = lm.tokenizer.pad_token_id, 256
     rows = [{"input_ids": s + t, "labels": [-100] * len(s) + t} for s, t in zip(tr_enc.src, tr_enc.tgt)]
     def collate(batch):
@@ -105,8 +116,8 @@ def worker_peft(args, res, setup):
                                   bf16=setup.endswith("bf16"), remove_unused_columns=False, dataloader_num_workers=0, seed=42, disable_tqdm=True)
         Trainer(model=model, args=targs, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
     tensor = model.prompt_encoder["default"].embedding.weight.detach().clone()
-    res.update(step_s=_median_step(times, args.warmup), steps=len(times), bf16=setup.endswith("bf16"),
-               val_accuracy=_val_accuracy(lm, tensor, va_enc))
+    _keep_prompt(args, setup, tensor)
+    res.update(step_s=_median_step(times, args.warmup), steps=len(times), bf16=setup.endswith("bf16"))
     if setup == "peft_paper":  # the paper's evaluation: greedy generation through PEFT, exact match of the parsed label
         res["generation"] = _peft_generation(args, lm, model, va, va_enc)  # inputs padded to the longest in the batch
         res["generation_256"] = _peft_generation(args, lm, model, va, va_enc, pad_to=256)  # inputs padded to 256, as the paper's code
@@ -150,7 +161,8 @@ def worker_eval(args, res):
     from tpv.tasks import get_task
     from tpv.tuning import tune
     lm = load_lm(args.model); tr, va, _, va_enc = _data(args, lm)
-    if args.prompt_file and os.path.exists(args.prompt_file): p, res["prompt"] = torch.load(args.prompt_file), "the tpv worker's"
+    saved = Path(args.prompt_dir)/"tpv.pt"
+    if saved.exists(): p, res["prompt"] = torch.load(saved), "the tpv worker's"
     else: p, res["prompt"] = tune(lm, args.task, _origin(args, lm), _tune_config(args, args.steps), train=tr, validation=va, progress=False).prompt.tensor, "trained here"
     task, labels = get_task(args.task), va_enc.labels
     def timed(f):
@@ -158,6 +170,10 @@ def worker_eval(args, res):
         for _ in range(args.repeats): t0 = time.perf_counter(); out = f(); ts.append(time.perf_counter() - t0)
         return statistics.median(ts), out
     t_prefix, sc0 = timed(lambda: score_choices(lm, p, va_enc))  # one pass per input, the prompt's keys/values once
+    if lm.resident:  # the same, with autocast casting the frozen weights per op: the default before they were held in bf16
+        cast = load_lm(args.model, resident=False)
+        t_cast, scc = timed(lambda: score_choices(cast, p, va_enc))
+        res.update(rank_cast_s=t_cast, rank_cast_max_abs_diff=float(abs(scc - sc0).max())); del cast
     t_shared, sc = timed(lambda: score_choices(lm, p, va_enc, shared_prefix=False))  # one pass per input, the prompt in every row: the previous default
     t_rows, sc2 = timed(lambda: score_choices(lm, p, va_enc, shared=False))
     ps = [p] + [o.tensor for o in make_origins(lm, args.eval_k - 1, args.n_tokens)]
@@ -193,7 +209,74 @@ def worker_flops(args, res):
         t0 = time.perf_counter(); step(idx); times.append(time.perf_counter() - t0)
     rates = [f / t for f, t in zip(useful, times)][args.warmup:] or [f / t for f, t in zip(useful, times)]
     res.update(step_flops=statistics.median(flops), useful_flops=statistics.median(useful), step_s=statistics.median(times[args.warmup:] or times),
-               achieved=statistics.median(rates), bf16=lm.bf16, matmul=_matmul_peak(args.repeats))
+               achieved=statistics.median(rates), bf16=lm.bf16, resident=lm.resident, matmul=_matmul_peak(args.repeats))
+    # where the time goes: one step (a batch of median length) and one evaluation pass under the profiler
+    mid = sorted(batches[:args.short_steps], key=lambda i: sum(len(tr_enc.src[j]) + len(tr_enc.tgt[j]) for j in i))[len(batches[:args.short_steps]) // 2]
+    dt = torch.bfloat16 if lm.bf16 else torch.float32
+    res["profile_step"] = _profile(lambda: step(mid), dt)
+    from tpv.engine import score_choices
+    _, va, _, va_enc = _data(args, lm); va_enc.src = va_enc.src[:32]; va_enc.labels = va_enc.labels[:32]
+    res["profile_eval"] = _profile(lambda: score_choices(lm, p.detach(), va_enc), dt)
+    res["shape_rate"] = _shape_rate(res["profile_step"]["matmuls"], dt, args.repeats)
+    t0 = time.perf_counter(); step(mid); t_mid = time.perf_counter() - t0
+    with FlopCounterMode(display=False) as fc: share = step(mid)
+    res.update(mid_step_s=t_mid, mid_useful_flops=fc.get_total_flops() * share)
+
+# an op's category by its name: the first rule whose fragment it contains (self time, so a product is counted once)
+CATEGORIES = (
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+    ("attention", ("scaled_dot_product", "flash_attention", "aten::_softmax", "aten::softmax")),
+    ("copies and dtype casts", ("aten::copy_", "aten::_to_copy", "aten::to", "aten::clone", "aten::contiguous")),
+    ("autograd bookkeeping", ("autograd::", "Backward0", "Backward1")),
+    ("norms and elementwise", ("aten::mul", "aten::add", "aten::pow", "aten::mean", "aten::rsqrt", "aten::silu", "aten::neg", "aten::div",
+                               "aten::sum", "aten::sub", "aten::exp", "log_softmax", "aten::cos", "aten::sin", "aten::fill_", "aten::zero",
+                               "aten::where", "aten::clamp", "aten::masked_fill", "aten::lt", "aten::ge", "aten::ones", "aten::zeros", "_backward")),
+    ("indexing and layout", ("aten::cat", "aten::index", "aten::gather", "aten::embedding", "aten::slice", "aten::view", "aten::reshape",
+                             "aten::transpose", "aten::expand", "aten::empty", "aten::as_strided", "aten::select", "aten::unsqueeze",
+                             "aten::t", "aten::repeat", "aten::permute", "aten::stack", "aten::split", "aten::narrow", "aten::arange",
+                             "aten::_unsafe_view", "aten::squeeze", "aten::alias", "aten::detach", "aten::resize_", "aten::lift")),
+)
+
+def _category(name):
+    return next((c for c, frags in CATEGORIES if any(f in name for f in frags)), "other ops")
+
+def _profile(fn, dt) -> dict:
+    "Seconds of `fn` by category of op (self time), the rest being Python and dispatch; and the shapes of its matrix products."
+    from torch.profiler import ProfilerActivity, profile
+    fn(); fn()  # warm
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t0 = time.perf_counter(); fn(); wall = time.perf_counter() - t0
+    cats, mms = {}, {}
+    for e in prof.key_averages(group_by_input_shape=True):
+        c = _category(e.key); cats[c] = cats.get(c, 0.0) + e.self_cpu_time_total / 1e6
+        if c == "matrix products" and (dims := _mm_dims(e.key, e.input_shapes)):
+            mms[str(dims)] = [dims, mms.get(str(dims), [dims, 0])[1] + e.count]
+    cats["Python and dispatch (outside any op)"] = max(0.0, wall - sum(cats.values()))
+    return {"wall_s": wall, "categories": cats, "matmuls": list(mms.values()), "dtype": str(dt).split(".")[-1]}
+
+def _mm_dims(name, shapes):
+    "(batch, M, K, N) of a matrix product from its input shapes, or None."
+    sh = [list(x) for x in shapes if x]
+    if name == "aten::addmm" and len(sh) >= 3: sh = sh[1:]
+    if len(sh) < 2: return None
+    a, b = sh[0], sh[1]
+    if len(a) == 2 and len(b) == 2: return (1, a[0], a[1], b[1])
+    if len(a) == 3 and len(b) == 3: return (a[0], a[1], a[2], b[2])
+    return None
+
+def _shape_rate(matmuls, dt, repeats) -> dict:
+    "Each of the step's matrix-product shapes timed alone in the step's precision: the FLOP-weighted rate, the time they would take."
+    flops = secs = 0.0; shapes = []
+    for (B, M, K, N), count in matmuls:
+        a, b = torch.randn(B, M, K, dtype=dt).squeeze(0), torch.randn(B, K, N, dtype=dt).squeeze(0)
+        f = 2.0 * B * M * K * N; reps = max(3, int(2e9 // f)); a @ b
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(reps): a @ b
+            ts.append((time.perf_counter() - t0) / reps)
+        t = statistics.median(ts); flops += f * count; secs += t * count; shapes.append({"shape": [B, M, K, N], "count": count, "gflops": f / t / 1e9})
+    return {"rate": flops / secs if secs else 0.0, "flops": flops, "seconds": secs, "shapes": sorted(shapes, key=lambda x: -x["count"] * x["shape"][1] * x["shape"][2] * x["shape"][3])}
 
 def _matmul_peak(repeats):
     "The best rate of square matrix products (fp32 and bf16) at a few sizes: the machine's reference."
@@ -230,7 +313,8 @@ def worker_cell(args, res):
                many_step_s=_median_step(many[0].step_seconds, args.warmup), bf16=lm.bf16, task=args.cell_task,
                max_abs_diff=max(float((a.prompt.tensor - b.prompt.tensor).abs().max()) for a, b in zip(seq, many)))
 
-WORKERS = {"tpv": worker_tpv, "many": worker_many, "cell": worker_cell, "eval": worker_eval, "flops": worker_flops,
+WORKERS = {"tpv": worker_tpv, "tpv_percast": lambda a, r: worker_tpv(a, r, "tpv_percast"), "score": worker_score,
+           "many": worker_many, "cell": worker_cell, "eval": worker_eval, "flops": worker_flops,
            **{s: (lambda a, r, s=s: worker_peft(a, r, s)) for s in SETUPS if s.startswith("peft")}}
 
 def _run_worker(name, argv) -> dict:
@@ -263,6 +347,34 @@ def _loop_section(title:str, intro:str, seq_name:str, r:dict, rows:int, scale:st
             f"| one `tune_many` loop | {r['many_step_s']:.3f} | {rows / r['many_step_s']:.1f} |", "",
             f"Speed-up {r['seq_step_s'] / r['many_step_s']:.2f}×; largest difference between the prompts of the two: {r['max_abs_diff']:.2e}{scale}.", ""]
 
+def _shape_section(f) -> list:
+    "The matmul rate at the step's own shapes, and the step's share of it."
+    sr, dt = f["shape_rate"], f["profile_step"]["dtype"]
+    share = f["mid_useful_flops"] / f["mid_step_s"] / sr["rate"]
+    L = ["### The limit at the step's own shapes", "",
+         f"A step of median length ({f['mid_step_s']:.3f} s, {f['mid_useful_flops'] / 1e9:.1f} useful GFLOP) runs {len(sr['shapes'])} shapes of matrix product "
+         f"({sum(x['count'] for x in sr['shapes'])} products, forward and backward). Each shape timed alone in {dt}: together they would take "
+         f"{sr['seconds']:.3f} s, a FLOP-weighted rate of **{sr['rate'] / 1e9:.1f} GFLOP/s** (the best square {dt} product: "
+         f"{f['matmul'][dt] / 1e9:.1f}). The step reaches {f['mid_useful_flops'] / f['mid_step_s'] / 1e9:.1f} useful GFLOP/s, "
+         f"**{100 * share:.0f}%** of the rate at its shapes.", "", "| batch × rows × inner → cols | products per step | GFLOP/s alone |", "|---|---|---|"]
+    L += [f"| {'×'.join(map(str, x['shape'][:2])) if x['shape'][0] > 1 else x['shape'][1]} × {x['shape'][2]} → {x['shape'][3]} | {x['count']} | {x['gflops']:.0f} |" for x in sr["shapes"][:12]]
+    if len(sr["shapes"]) > 12: L.append(f"| … {len(sr['shapes']) - 12} more shapes | | |")
+    return L + [""]
+
+def _profile_section(f) -> list:
+    "Where the time of one training step and one evaluation pass goes, by kind of op."
+    ps, pe = f["profile_step"], f["profile_eval"]
+    cats = list(dict.fromkeys([c for c, _ in CATEGORIES] + ["other ops", "Python and dispatch (outside any op)"]))
+    L = ["### Where the time goes", "",
+         "`torch.profiler` (CPU, self time of each op, so a product is counted once; what no op accounts for is Python, dispatch and the profiler's own cost) "
+         f"over one training step of median length (forward + backward) and one evaluation pass (`score_choices`, 32 inputs, shared prefix), in {ps['dtype']}.", "",
+         f"| | training step: s | share | evaluation pass: s | share |", "|---|---|---|---|---|"]
+    for c in cats:
+        a, b = ps["categories"].get(c, 0.0), pe["categories"].get(c, 0.0)
+        L.append(f"| {c} | {a:.3f} | {100 * a / ps['wall_s']:.0f}% | {b:.3f} | {100 * b / pe['wall_s']:.0f}% |")
+    L.append(f"| **wall time under the profiler** | {ps['wall_s']:.3f} | | {pe['wall_s']:.3f} | |")
+    return L + [""]
+
 def report(args, argv, R, seconds) -> str:
     cmd = "python benchmarks/bench.py " + " ".join(argv)
     B = args.batch_size
@@ -277,8 +389,9 @@ def report(args, argv, R, seconds) -> str:
     prec = R.get("tpv", {}).get("precision")
     if prec:
         L += ["## Precision", "", f"tpv chose **{'bf16 autocast' if prec['bf16'] else 'fp32'}** ({prec['by']})" +
-              (f": a forward + backward of `{prec.get('model')}` at batch {prec['shape'][0]} × {prec['shape'][1]} tokens took {prec['fp32_s']:.3f} s in fp32 and "
-               f"{prec['bf16_s']:.3f} s under bf16 autocast (bf16 is chosen when ≥ 10% faster), on {prec.get('device')} "
+              (f": a forward + backward of `{prec.get('model')}` at batch {prec['shape'][0]} × {prec['shape'][1]} tokens took {prec['fp32_s']:.3f} s in fp32, "
+               f"{prec['bf16_s']:.3f} s under bf16 autocast casting the weights per op, and {prec['bf16_resident_s']:.3f} s under autocast with the weights held in bf16 "
+               f"(what tpv runs; bf16 is chosen when it is ≥ 10% faster than fp32), on {prec.get('device')} "
                f"with flags {', '.join(prec.get('flags') or []) or 'none of avx512f/avx512_bf16/amx'}, {prec.get('threads')} threads." if prec["by"] == "probe" else "."), ""]
     tr = {s: R[s] for s in SETUPS if s in R}
     if tr:
@@ -295,7 +408,9 @@ def report(args, argv, R, seconds) -> str:
         L += ["## Evaluation", "", f"A prompt trained by tpv ({args.steps} steps), {n} validation examples, median of {args.repeats} repeats.", "",
               "| method | s | examples / s | accuracy |", "|---|---|---|---|",
               f"| rank classification, one pass per input, the prompt's keys/values once (`score_choices`, shared prefix) | {e['rank_prefix_s']:.2f} | {n / e['rank_prefix_s']:.1f} | {e['rank_prefix_accuracy']:.3f} |",
-              f"| rank classification, one pass per input, the prompt in every row (`shared_prefix=False`, the previous default) | {e['rank_shared_s']:.2f} | {n / e['rank_shared_s']:.1f} | {e['rank_accuracy']:.3f} |",
+              *([f"| the same, autocast casting the frozen weights per op (the default before they were held in bf16) | {e['rank_cast_s']:.2f} | {n / e['rank_cast_s']:.1f} | "
+                 f"largest score difference {e['rank_cast_max_abs_diff']:.1e} |"] if "rank_cast_s" in e else []),
+              f"| rank classification, one pass per input, the prompt in every row (`shared_prefix=False`, the default before that) | {e['rank_shared_s']:.2f} | {n / e['rank_shared_s']:.1f} | {e['rank_accuracy']:.3f} |",
               f"| rank classification, a row per label word (`shared=False`) | {e['rank_rows_s']:.2f} | {n / e['rank_rows_s']:.1f} | {e['rank_rows_accuracy']:.3f} |",
               f"| greedy generation, 16 new tokens, tpv's cached loop (`tpv.evaluation.generate`) | {e['generate_s']:.2f} | {n / e['generate_s']:.1f} | {e['generate_accuracy']:.3f} |"]
         for k, pad in (("generation", "to the longest in the batch"), ("generation_256", "to 256 (the paper's evaluation)")):
@@ -321,6 +436,8 @@ def report(args, argv, R, seconds) -> str:
               f"of which {f['useful_flops'] / 1e9:.1f} GFLOP useful (the share of real tokens among the tokens computed, the prompt counted once), "
               f"in {f['step_s']:.3f} s = {f['achieved'] / 1e9:.1f} useful GFLOP/s, {100 * f['achieved'] / ref:.0f}% of the "
               f"{'bf16' if f['bf16'] else 'fp32'} matmul rate (the step's own precision), {100 * f['achieved'] / peak:.0f}% of the best.", ""]
+        L += _shape_section(f)
+        L += _profile_section(f)
     L += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     t = tr.get("tpv")
     for name, lim in (("peft_paper", 10), ("peft_dynamic", 3), ("peft_dynamic_bf16", 2)):
@@ -337,12 +454,23 @@ def report(args, argv, R, seconds) -> str:
             if g := pp.get(k):
                 x2 = (g["seconds"] / g["n"]) / (e["rank_prefix_s"] / e["n"])
                 L.append(f"| evaluation ≥ 10× generation ({what}) | {x2:.1f}× | {_verdict(x2 >= 10)} |")
+        if "rank_cast_s" in e:
+            x3 = e["rank_cast_s"] / e["rank_prefix_s"]
+            L.append(f"| rank classification ≥ 2× the previous default on the same prompt (weights cast per op) | {x3:.2f}× | {_verdict(x3 >= 2)} |")
+        x4 = e["k_separate_s"] / e["k_pass_s"]
+        L.append(f"| {e['k']} prompts scored in one pass ≥ 2× one by one | {x4:.2f}× | {_verdict(x4 >= 2)} |")
+    if t and "tpv_percast" in tr:
+        x5 = t["peak_rss_mib"] / tr["tpv_percast"]["peak_rss_mib"]
+        L.append(f"| training peak memory no higher than before (`tpv_percast`) | {t['peak_rss_mib']:.0f} vs {tr['tpv_percast']['peak_rss_mib']:.0f} MiB | {_verdict(x5 <= 1.0)} |")
     if "cell" in R:
         x = R["cell"]["seq_step_s"] / R["cell"]["many_step_s"]
         L.append(f"| a few-shot cell ({R['cell']['k']} runs, batch 2) in one loop ≥ 3× the runs one after another | {x:.2f}× | {_verdict(x >= 3)} |")
     if "flops" in R:
         f = R["flops"]; share = f["achieved"] / max(f["matmul"].values())
         L.append(f"| a training step ≥ 50% of the best measured matmul FLOP/s (useful FLOPs) | {100 * share:.0f}% | {_verdict(share >= 0.5)} |")
+        s2 = f["mid_useful_flops"] / f["mid_step_s"] / f["shape_rate"]["rate"]
+        L.append(f"| a training step ≥ 40% of the matmul rate measured at its own shapes | {100 * s2:.0f}% | {_verdict(s2 >= 0.4)} |")
+    L += ["", f"All measured on {_cpu()} ({os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads)."]
     return "\n".join(L) + "\n"
 
 def main(argv=None):
@@ -356,8 +484,10 @@ def main(argv=None):
     if bad: raise SystemExit(f"unknown setup {bad[0]!r}; setups: {', '.join(SETUPS)}")
     t0 = time.time(); R = {}
     with tempfile.TemporaryDirectory() as d:
-        wargv = [*argv, "--prompt-file", str(Path(d)/"tpv_prompt.pt")]  # the tpv worker's prompt, scored again by the eval worker
+        wargv = [*argv, "--prompt-dir", d]  # the trained prompts: scored by the score worker, tpv's by the eval worker too
         for s in setups: R[s] = _run_worker(s, wargv)
+        for s, acc in _run_worker("score", wargv).items():
+            if s in R: R[s]["val_accuracy"] = acc
         for w in ("eval", "many", "cell", "flops"): R[w] = _run_worker(w, wargv)
     text = report(args, argv, R, time.time() - t0)
     out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def test_default_model_builds_cache_then_loads_from_it():
 def test_default_model_from_cache_matches_gguf():
     "The cached fp32 weights are exactly the de-quantised GGUF weights."
     from transformers import AutoModelForCausalLM
-    lm = M.load_lm()
+    lm = M.load_lm(resident=False)  # weights as loaded (a bf16 run holds its linear layers' weights in bf16)
     g = M.smollm2_gguf()
     with M.quiet_hf():
         ref = AutoModelForCausalLM.from_pretrained(str(g.parent), gguf_file=g.name, dtype=torch.float32)

