@@ -40,6 +40,7 @@ def _args(argv=None):
     a.add_argument("--eval-k", type=int, default=8, help="prompts scored at once in the K-prompt evaluation")
     a.add_argument("--repeats", type=int, default=3, help="repeats of the matmul and evaluation timings")
     a.add_argument("--setups", default=",".join(SETUPS))
+    a.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="measure torch.compile of the training step (minutes of compiling)")
     a.add_argument("--out", default=str(HERE / "RESULTS.md"))
     a.add_argument("--worker", help=argparse.SUPPRESS); a.add_argument("--result", help=argparse.SUPPRESS)
     a.add_argument("--prompt-dir", help=argparse.SUPPRESS)
@@ -222,6 +223,30 @@ def worker_flops(args, res):
     with FlopCounterMode(display=False) as fc: share = step(mid)
     res.update(mid_step_s=t_mid, mid_useful_flops=fc.get_total_flops() * share)
 
+def worker_compile(args, res):
+    "torch.compile of the training step's forward + backward (dynamic shapes), against eager: compile time, step times, agreement."
+    from tpv.models import load_lm
+    from tpv.engine import Batch, collate, target_logprobs, length_grouped_batches
+    import numpy as np
+    lm = load_lm(args.model); tr, va, tr_enc, _ = _data(args, lm); o = _origin(args, lm)
+    batches = length_grouped_batches([len(s) + len(t) for s, t in zip(tr_enc.src, tr_enc.tgt)], args.batch_size, np.random.RandomState(42))[:args.short_steps]
+    def loss(p, *fields): return -target_logprobs(lm, p, Batch(*fields), shared_prefix=True).sum()
+    def run(fn, idx):
+        b = collate(lm, [(tr_enc.src[i], tr_enc.tgt[i]) for i in idx]); p = torch.nn.Parameter(o.tensor.clone())
+        t0 = time.perf_counter(); out = fn(p, *(getattr(b, f) for f in b.__dataclass_fields__)); out.backward()
+        return time.perf_counter() - t0, float(out.detach()), p.grad
+    eager = [run(loss, idx) for idx in batches]
+    compiled_fn = torch.compile(loss, dynamic=True)
+    try: first = run(compiled_fn, batches[0])
+    except Exception as e:  # the fallback: tpv runs eager, and the report says why compile was not measured
+        res.update(failed=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"); return
+    comp = [run(compiled_fn, idx) for idx in batches]
+    e_s, c_s = _median_step([t for t, _, _ in eager], args.warmup), _median_step([t for t, _, _ in comp], args.warmup)
+    res.update(compile_s=first[0] - e_s, eager_s=e_s, compiled_s=c_s, lengths=len({max(len(tr_enc.src[i]) + len(tr_enc.tgt[i]) for i in b) for b in batches}),
+               graphs=int(torch._dynamo.utils.counters["stats"]["unique_graphs"]),
+               loss_rel_diff=max(abs(a[1] - b[1]) / abs(a[1]) for a, b in zip(eager, comp)),
+               grad_cos=min(float(torch.cosine_similarity(a[2].flatten(), b[2].flatten(), 0)) for a, b in zip(eager, comp)), bf16=lm.bf16)
+
 # an op's category by its name: the first rule whose fragment it contains (self time, so a product is counted once)
 CATEGORIES = (
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
@@ -314,7 +339,7 @@ def worker_cell(args, res):
                max_abs_diff=max(float((a.prompt.tensor - b.prompt.tensor).abs().max()) for a, b in zip(seq, many)))
 
 WORKERS = {"tpv": worker_tpv, "tpv_percast": lambda a, r: worker_tpv(a, r, "tpv_percast"), "score": worker_score,
-           "many": worker_many, "cell": worker_cell, "eval": worker_eval, "flops": worker_flops,
+           "many": worker_many, "cell": worker_cell, "eval": worker_eval, "flops": worker_flops, "compile": worker_compile,
            **{s: (lambda a, r, s=s: worker_peft(a, r, s)) for s in SETUPS if s.startswith("peft")}}
 
 def _run_worker(name, argv) -> dict:
@@ -374,6 +399,20 @@ def _profile_section(f) -> list:
         L.append(f"| {c} | {a:.3f} | {100 * a / ps['wall_s']:.0f}% | {b:.3f} | {100 * b / pe['wall_s']:.0f}% |")
     L.append(f"| **wall time under the profiler** | {ps['wall_s']:.3f} | | {pe['wall_s']:.3f} | |")
     return L + [""]
+
+def _compile_section(c, args) -> list:
+    "torch.compile of the step, measured beside eager: not used by tpv; the numbers say what it would cost and give."
+    L = ["## torch.compile of the training step (measured; tpv runs eager)", ""]
+    if "failed" in c: return L + [f"Compiling the step failed here, so tpv's eager step is the only one: {c['failed']}.", ""]
+    gain = c["eager_s"] - c["compiled_s"]
+    even = f"it pays for itself after {c['compile_s'] / gain:.0f} steps in one process" if gain > 0 else "it does not pay for itself"
+    return L + [f"`torch.compile(dynamic=True)` of the forward + backward of `target_logprobs` with the shared prefix, {args.short_steps} batches of {args.batch_size} "
+                f"({c['lengths']} different lengths; dynamo compiled {c['graphs']} graphs in all), {'bf16' if c['bf16'] else 'fp32'}:", "",
+                "| | s |", "|---|---|", f"| compiling (first step less an eager step) | {c['compile_s']:.1f} |",
+                f"| eager step (median) | {c['eager_s']:.3f} |", f"| compiled step (median) | {c['compiled_s']:.3f} |", "",
+                f"Speed-up {c['eager_s'] / c['compiled_s']:.2f}×; {even}. Loss within {c['loss_rel_diff']:.1e} (relative) of eager, gradients at cosine ≥ {c['grad_cos']:.4f}. "
+                "tpv does not compile: a cpu-profile run is a few hundred steps per process, the compile is paid again in every process (and every "
+                "notebook kernel), and the tests would pay it on every model they build.", ""]
 
 def report(args, argv, R, seconds) -> str:
     cmd = "python benchmarks/bench.py " + " ".join(argv)
@@ -438,6 +477,7 @@ def report(args, argv, R, seconds) -> str:
               f"{'bf16' if f['bf16'] else 'fp32'} matmul rate (the step's own precision), {100 * f['achieved'] / peak:.0f}% of the best.", ""]
         L += _shape_section(f)
         L += _profile_section(f)
+    if "compile" in R: L += _compile_section(R["compile"], args)
     L += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     t = tr.get("tpv")
     for name, lim in (("peft_paper", 10), ("peft_dynamic", 3), ("peft_dynamic_bf16", 2)):
@@ -488,7 +528,7 @@ def main(argv=None):
         for s in setups: R[s] = _run_worker(s, wargv)
         for s, acc in _run_worker("score", wargv).items():
             if s in R: R[s]["val_accuracy"] = acc
-        for w in ("eval", "many", "cell", "flops"): R[w] = _run_worker(w, wargv)
+        for w in ("eval", "many", "cell", "flops") + (("compile",) if args.compile else ()): R[w] = _run_worker(w, wargv)
     text = report(args, argv, R, time.time() - t0)
     out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp"); tmp.write_text(text); tmp.replace(out)

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_reports_every_setup_and_target(tmp_path):
     out = tmp_path/"RESULTS.md"
     r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--model", "tiny-llama", "--steps", "3", "--short-steps", "3", "--lr-warmup", "1", "--warmup", "1",
-                        "--n-val", "8", "--n-train", "32", "--k", "2", "--repeats", "1", "--cell-runs", "3", "--cell-shots", "8", "--eval-k", "2", "--out", str(out)],
+                        "--n-val", "8", "--n-train", "32", "--k", "2", "--repeats", "1", "--cell-runs", "3", "--cell-shots", "8", "--eval-k", "2", "--no-compile", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     text = out.read_text()
@@ -35,6 +35,18 @@ def test_bench_reports_every_setup_and_target(tmp_path):
     # K prompts in one pass score as they do one by one; the few-shot cell's loop trains the runs' own prompts
     assert res["eval"]["k"] == 2 and res["eval"]["k_max_abs_diff"] < 1e-3
     assert res["cell"]["k"] == 3 and res["cell"]["max_abs_diff"] < 1e-3
+
+
+def test_bench_compile_worker(tmp_path):
+    "torch.compile of the step on the tiny model: a compile time, both step times, and the same loss and gradient as eager."
+    res = tmp_path/"c.json"
+    r = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"bench.py"), "--model", "tiny-llama", "--short-steps", "3", "--warmup", "1", "--n-train", "32",
+                        "--worker", "compile", "--result", str(res)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    c = json.loads(res.read_text())
+    assert "failed" not in c, c["failed"]
+    assert c["compile_s"] > 0 and c["eager_s"] > 0 and c["compiled_s"] > 0 and c["graphs"] >= 1
+    assert c["loss_rel_diff"] < 1e-4 and c["grad_cos"] > 0.999
 
 
 def test_bench_refuses_an_unknown_setup(tmp_path):
