@@ -194,7 +194,7 @@ def worker_flops(args, res):
     from tpv.models import load_lm
     from tpv.engine import collate, target_logprobs, length_grouped_batches
     import numpy as np
-    lm = load_lm(args.model); tr, va, tr_enc, _ = _data(args, lm); o = _origin(args, lm)
+    lm = load_lm(args.model); tr, va, tr_enc, va_enc = _data(args, lm); o = _origin(args, lm)
     rng = np.random.RandomState(42)
     batches = length_grouped_batches([len(s) + len(t) for s, t in zip(tr_enc.src, tr_enc.tgt)], args.batch_size, rng)
     p = torch.nn.Parameter(o.tensor.clone())
@@ -212,16 +212,16 @@ def worker_flops(args, res):
     res.update(step_flops=statistics.median(flops), useful_flops=statistics.median(useful), step_s=statistics.median(times[args.warmup:] or times),
                achieved=statistics.median(rates), bf16=lm.bf16, resident=lm.resident, matmul=_matmul_peak(args.repeats))
     # where the time goes: one step (a batch of median length) and one evaluation pass under the profiler
-    mid = sorted(batches[:args.short_steps], key=lambda i: sum(len(tr_enc.src[j]) + len(tr_enc.tgt[j]) for j in i))[len(batches[:args.short_steps]) // 2]
+    run = batches[:args.short_steps]
+    m = sorted(range(len(run)), key=lambda k: sum(len(tr_enc.src[j]) + len(tr_enc.tgt[j]) for j in run[k]))[len(run) // 2]
+    mid = run[m]
     dt = torch.bfloat16 if lm.bf16 else torch.float32
     res["profile_step"] = _profile(lambda: step(mid), dt)
     from tpv.engine import score_choices
-    _, va, _, va_enc = _data(args, lm); va_enc.src = va_enc.src[:32]; va_enc.labels = va_enc.labels[:32]
+    va_enc.src = va_enc.src[:32]; va_enc.labels = va_enc.labels[:32]
     res["profile_eval"] = _profile(lambda: score_choices(lm, p.detach(), va_enc), dt)
     res["shape_rate"] = _shape_rate(res["profile_step"]["matmuls"], dt, args.repeats)
-    t0 = time.perf_counter(); step(mid); t_mid = time.perf_counter() - t0
-    with FlopCounterMode(display=False) as fc: share = step(mid)
-    res.update(mid_step_s=t_mid, mid_useful_flops=fc.get_total_flops() * share)
+    res.update(mid_step_s=times[m], mid_useful_flops=useful[m])  # measured in the loop above
 
 def worker_compile(args, res):
     "torch.compile of the training step's forward + backward (dynamic shapes), against eager: compile time, step times, agreement."
@@ -274,10 +274,9 @@ def _profile(fn, dt) -> dict:
     cats, mms = {}, {}
     for e in prof.key_averages(group_by_input_shape=True):
         c = _category(e.key); cats[c] = cats.get(c, 0.0) + e.self_cpu_time_total / 1e6
-        if c == "matrix products" and (dims := _mm_dims(e.key, e.input_shapes)):
-            mms[str(dims)] = [dims, mms.get(str(dims), [dims, 0])[1] + e.count]
+        if c == "matrix products" and (dims := _mm_dims(e.key, e.input_shapes)): mms[dims] = mms.get(dims, 0) + e.count
     cats["Python and dispatch (outside any op)"] = max(0.0, wall - sum(cats.values()))
-    return {"wall_s": wall, "categories": cats, "matmuls": list(mms.values()), "dtype": str(dt).split(".")[-1]}
+    return {"wall_s": wall, "categories": cats, "matmuls": [[list(d), n] for d, n in mms.items()], "dtype": str(dt).split(".")[-1]}
 
 def _mm_dims(name, shapes):
     "(batch, M, K, N) of a matrix product from its input shapes, or None."
@@ -294,14 +293,18 @@ def _shape_rate(matmuls, dt, repeats) -> dict:
     flops = secs = 0.0; shapes = []
     for (B, M, K, N), count in matmuls:
         a, b = torch.randn(B, M, K, dtype=dt).squeeze(0), torch.randn(B, K, N, dtype=dt).squeeze(0)
-        f = 2.0 * B * M * K * N; reps = max(3, int(2e9 // f)); a @ b
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(reps): a @ b
-            ts.append((time.perf_counter() - t0) / reps)
-        t = statistics.median(ts); flops += f * count; secs += t * count; shapes.append({"shape": [B, M, K, N], "count": count, "gflops": f / t / 1e9})
+        f = 2.0 * B * M * K * N; t = _matmul_seconds(a, b, max(3, int(2e9 // f)), repeats)
+        flops += f * count; secs += t * count; shapes.append({"shape": [B, M, K, N], "count": count, "gflops": f / t / 1e9})
     return {"rate": flops / secs if secs else 0.0, "flops": flops, "seconds": secs, "shapes": sorted(shapes, key=lambda x: -x["count"] * x["shape"][1] * x["shape"][2] * x["shape"][3])}
+
+def _matmul_seconds(a, b, reps, repeats) -> float:
+    "Median seconds of one `a @ b`, over `repeats` timings of `reps` products (after one warm-up product)."
+    a @ b; ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(reps): a @ b
+        ts.append((time.perf_counter() - t0) / reps)
+    return statistics.median(ts)
 
 def _matmul_peak(repeats):
     "The best rate of square matrix products (fp32 and bf16) at a few sizes: the machine's reference."
@@ -309,14 +312,8 @@ def _matmul_peak(repeats):
     for dt in (torch.float32, torch.bfloat16):
         best = 0.0
         for n in (512, 1024, 2048):
-            a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt); a @ b
-            reps = max(1, int(2e10 // (2 * n ** 3)))
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                for _ in range(reps): a @ b
-                ts.append((time.perf_counter() - t0) / reps)
-            best = max(best, 2 * n ** 3 / statistics.median(ts))
+            a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+            best = max(best, 2 * n ** 3 / _matmul_seconds(a, b, max(1, int(2e10 // (2 * n ** 3))), repeats))
         out[str(dt).split(".")[-1]] = best
     return out
 
