@@ -18,7 +18,7 @@ from .models import LM, load_lm
 from .prompts import SoftPrompt, make_origins
 from .tasks import get_task
 from .tuning import CheckpointError, tune_many
-from .stats import collapse_share, fmt_ci, learned, majority_share
+from .stats import collapse_share, fmt_budget, fmt_ci, learned, majority_share
 from .regime import norm_ratio
 from .store import Record, RunStore, _jsonable, _slug, data_fingerprint
 from .profiles import Profile, get_profile
@@ -223,21 +223,34 @@ def save_fig(self:Experiment, fig, what:str, title:str):
 
 _VERDICTS = {True: "**supported**", False: "**not supported**", "supported": "**supported**",
              "not supported": "**not supported**",
-             "inconclusive": "inconclusive", "untestable here": "untestable here", "holds": "holds",
+             "inconclusive": "inconclusive", "underpowered": "underpowered", "untestable here": "untestable here",
+             "holds": "holds",
              "fails": "**fails**", None: "descriptive"}
 
 @patch
 def claim(self:Experiment, claim:str, paper:str, ours:str,
           supported, # a `tpv.stats.verdict`, "holds"/"fails" (a sanity row), True/False, or None (descriptive)
-          ci:dict|None=None, # the interval the verdict rests on (`tpv.stats.interval`)
-          scale:float=100): # how the interval is shown (×100 for scores, 1 for ratios)
+          ci:dict|None=None, # the interval the verdict rests on (`tpv.stats.interval`, or `judge` with its power)
+          scale:float=100, # how the interval is shown (×100 for scores, 1 for ratios)
+          caveat:str=""): # this claim's own departures from the paper (the README adds the profile's)
     "Record one of the paper's claims, what the paper reports, what this run measured, the interval and the verdict."
     v = supported if supported is None or isinstance(supported, str) else bool(supported)
     if v not in _VERDICTS: raise TpvError(f"Unknown verdict {v!r}; use one of {', '.join(map(repr, _VERDICTS))}.")
     d = 1 if scale != 1 else 3
-    self.claims.append({"claim": claim, "paper": paper, "ours": ours, "supported": v,
-                        "ci": fmt_ci(ci, scale, d) if ci else "",
-                        "mde": f"{scale * ci['mde']:.{d}f}" if ci else ""})
+    row = {"claim": claim, "paper": paper, "ours": ours, "supported": v, "ci": fmt_ci(ci, scale, d) if ci else "",
+           "mde": f"{scale * ci['mde']:.{d}f}" if ci else "", "caveat": caveat}
+    self.claims.append({**row, **(_power_fields(ci, scale, d) if ci else {})})
+
+def _power_fields(ci:dict, scale:float, d:int) -> dict:
+    "What a judged interval adds to its claim: the paper's effect, the power there, what 80% would take, the paired p."
+    out = {}
+    if ci.get("effect") is not None:
+        out.update(effect=f"{scale * ci['effect']:.{d}f}", threshold=f"{scale * ci['threshold']:.{d}f}",
+                   power=round(ci["power"], 3),
+                   budget=fmt_budget(ci["budget"]) if ci.get("budget") else "none: the paper's effect does not clear "
+                                                                            "the threshold")
+    if ci.get("paired"): out["p"] = ci["paired"]["p"]
+    return out
 
 @patch
 def note_regime(self:Experiment, tuned:dict, origins:list) -> pd.Series:

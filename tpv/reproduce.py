@@ -29,7 +29,8 @@ from tpv.store import (
 )
 from .profiles import EXPERIMENTS, PROFILES, PROXIES, get_profile
 from .experiments import _VERDICTS
-from .paper import PAPER
+from .paper import HYPERPARAMETERS, PAPER
+from .stats import holm
 
 # %% auto #0
 __all__ = ['TOLERANCE', 'OUT_MARK', 'RUN_MARK', 'rerun', 'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce',
@@ -306,15 +307,49 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
 # %% ../nbs/15_reproduce.ipynb #37c94376
 def _verdict(v) -> str: return _VERDICTS[v]
 
-_LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshold\" against a 95% bootstrap interval "
-           "over origins and test examples "
+_LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshold\" against a 95% interval over "
+           "origins and test examples "
            "(over origins alone for similarities): **supported** when the whole interval is at or above the threshold, "
            "**not supported** when it is all below, "
-           "inconclusive otherwise, and untestable here when the prompts the claim rests on did not clearly learn "
-           "their task (their interval over the "
-           "untuned origin or over chance includes zero). \"Smallest detectable\" is the true difference a test at "
-           "this level finds with 80% power (2.8 standard errors). "
-           "Scores are macro-F1 ×100 unless a claim says otherwise.")
+           "untestable here when the prompts the claim rests on did not clearly learn their task (their interval over "
+           "the untuned origin or over chance includes zero), and otherwise underpowered when the design's power was "
+           "below 80%, inconclusive when it was not. "
+           "Power is the chance that this design calls the claim supported if the paper's effect (`tpv.paper.effects`) "
+           "holds here; the table after this one gives it with the design that would reach 80%. "
+           "\"Paired p\" is the paper's kind of test, a two-sided paired t-test over origins, adjusted for the number "
+           "of tests in the table (Holm). \"Smallest detectable\" is the true difference a test at this level finds "
+           "with 80% power. Scores are macro-F1 ×100 unless a claim says otherwise.")
+
+def _caveat(c:dict, v:dict, profile:str) -> str:
+    "A claim's departures from the paper: its own, the stand-in tasks it names, and the profile's loss, metric, budget."
+    tune, out = v.get("tune", {}), [c["caveat"]] if c.get("caveat") else []
+    if profile != "paper":
+        out += [f"`{t}` stands in for {PROXIES[t]}" for t in PROXIES if f"{t}" in c["claim"]]
+        h = HYPERPARAMETERS.loc["T5 prompt tuning"]
+        out.append(f"{tune.get('max_steps')} steps of batch {tune.get('batch_size')} (the paper: T5, {h.length} of "
+                   f"batch {h.batch_size}, {h.origins} origins)")
+    if tune.get("loss") == "label": out.append("label-restricted loss")
+    out.append("macro-F1 (the paper: F1 on binary tasks)")
+    return "; ".join(out)
+
+def _holm_p(sums:list) -> list:
+    "Every claim's paired-test p-value, Holm-adjusted over the whole table (None where it has none)."
+    ps = [c.get("p") for s in sums for c in s["claims"]]
+    adj = holm([np.nan if p is None else p for p in ps])
+    return [None if p is None else (p, float(a)) for p, a in zip(ps, adj)]
+
+def _fmt_p(pa) -> str: return "" if pa is None else f"{pa[0]:.3g} ({pa[1]:.3g})"
+
+def _power_table(sums:list) -> list:
+    "The design behind each judged claim: the paper's effect, the power there, and what 80% would take."
+    rows = [(s["experiment"], c) for s in sums for c in s["claims"] if c.get("power") is not None]
+    if not rows: return []
+    L = ["### What this design could decide", "",
+         "| experiment | claim | threshold | the paper's effect | smallest detectable | power | 80% power needs |",
+         "|---|---|---|---|---|---|---|"]
+    L += [f"| {e} | {c['claim']} | {c['threshold']} | {c['effect']} | {c['mde']} | {100 * c['power']:.0f}% | "
+          f"{c['budget']} |" for e, c in rows]
+    return L + [""]
 
 def _budget_note(untestable:list, tune:dict) -> str:
     "Which budget could test the claims that rest on tasks whose prompts did not learn here."
@@ -367,13 +402,14 @@ def _settings(sums:list, profile:str) -> list:
 def _claims(sums:list) -> list:
     "The README's claims table."
     L = ["## The paper's claims against this run", "", _LEGEND, "",
-         "| experiment | claim | paper | this run | 95% interval | smallest detectable | verdict |",
-         "|---|---|---|---|---|---|---|"]
-    for s in sums:
-        for c in s["claims"]:
-            L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | "
-                     f"{c.get('mde', '')} | {_verdict(c['supported'])} |")
-    return L + [""]
+         "| experiment | claim | paper | this run | 95% interval | power | paired p (Holm) | verdict | caveat |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    rows = [(s, c) for s in sums for c in s["claims"]]
+    for (s, c), pa in zip(rows, _holm_p(sums)):
+        pw = "" if c.get("power") is None else f"{100 * c['power']:.0f}%"
+        L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | {pw} | "
+                 f"{_fmt_p(pa)} | {_verdict(c['supported'])} | {_caveat(c, s['settings'], s.get('profile', ''))} |")
+    return L + [""] + _power_table(sums)
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
     "Write `<out>/README.md` from the experiments' summary JSON files."

@@ -5,13 +5,16 @@
 # %% ../nbs/09_stats.ipynb #5f52c603
 from __future__ import annotations
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import norm, ttest_rel
+from scipy.stats import t as student_t
 
 from .io import TpvError
 
 # %% auto #0
-__all__ = ['VERDICTS', 'majority_share', 'chance_macro_f1', 'one_class', 'collapse_share', 'boot_means', 'interval', 'compare',
-           'learned', 'verdict', 'fmt_ci', 'boot_origins', 'overall']
+__all__ = ['RESAMPLE', 'VERDICTS', 'majority_share', 'chance_macro_f1', 'one_class', 'collapse_share', 'boot_means', 'interval',
+           'compare', 'design_se', 't_interval', 'power_of', 'decidable', 'needed_se', 'budget', 'fmt_budget',
+           'learned', 'verdict', 'fmt_ci', 'boot_origins', 'overall', 'per_unit', 'paired_test', 'holm', 'judge',
+           'judged']
 
 # %% ../nbs/09_stats.ipynb #62d4f9c4
 def majority_share(labels) -> float:
@@ -52,6 +55,8 @@ def _per_run(preds:np.ndarray, labels:np.ndarray, W:np.ndarray, C:int, metric:st
     den = pc + (W @ Y)[:, None]
     return np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0).mean(-1)
 
+RESAMPLE = ("both", "origins", "examples")
+
 def _check(conds:dict, labels:np.ndarray) -> dict:
     out = {k: np.asarray(v) for k, v in conds.items()}
     for k, v in out.items():
@@ -60,15 +65,20 @@ def _check(conds:dict, labels:np.ndarray) -> dict:
     return out
 
 def boot_means(conds:dict, # name → predictions, units × runs × examples
-               labels, n_classes:int, metric:str="macro_f1", n_boot:int=2000, seed:int=0) -> tuple[dict, dict]:
+               labels, n_classes:int, metric:str="macro_f1", n_boot:int=2000, seed:int=0,
+               resample:str="both", # what the draws resample: "both", "origins" (the units) or "examples"
+              ) -> tuple[dict, dict]:
     """Each condition's metric averaged over its runs and units: on the data (a float) and on `n_boot` paired resamples
     (an array)."""
     labels = np.asarray(labels)
+    if resample not in RESAMPLE: raise TpvError(f"resample must be one of {RESAMPLE}, not {resample!r}.")
     conds, rng = _check(conds, labels), np.random.default_rng(seed)
     W = np.vstack([np.ones((1, len(labels)), np.float32),
                    rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), n_boot).astype(np.float32)])
     units = {u: np.vstack([np.arange(u)[None],
                            rng.integers(0, u, (n_boot, u))]) for u in sorted({v.shape[0] for v in conds.values()})}
+    if resample == "origins": W = np.ones_like(W)  # the same draws as "both", so the parts add up draw by draw
+    if resample == "examples": units = {u: np.broadcast_to(np.arange(u), (n_boot + 1, u)) for u in units}
     out = {}
     for k, v in conds.items():
         m = _per_run(v, labels, W, n_classes, metric).reshape(len(W), v.shape[0], v.shape[1]).mean(-1)  # draws × units
@@ -103,8 +113,88 @@ def compare(
     point, boot = boot_means(conds, labels, n_classes, metric, n_boot, seed)
     with np.errstate(divide="ignore", invalid="ignore"): return interval(fn(point), fn(boot), level)
 
+# %% ../nbs/09_stats.ipynb #dc94a191
+def design_se(conds:dict, labels, n_classes:int, fn, # as for `compare`
+              metric:str="macro_f1", n_boot:int=2000, seed:int=0) -> dict:
+    """The statistic's bootstrap standard error with only the origins resampled and with only the test examples
+    resampled, and how many there are of each: {part: {"se", "n"}}."""
+    n = {"origins": max(np.shape(v)[0] for v in conds.values()), "examples": len(labels)}
+    out = {}
+    for part in ("origins", "examples"):
+        _, boot = boot_means(conds, labels, n_classes, metric, n_boot, seed, part)
+        with np.errstate(divide="ignore", invalid="ignore"): b = np.asarray(fn(boot), float)
+        b = b[np.isfinite(b)]
+        if b.size < 2: raise TpvError("The bootstrap gave fewer than two finite values; the statistic is undefined on "
+                                      "these data.")
+        out[part] = {"se": float(np.std(b, ddof=1)), "n": n[part]}
+    return out
+
+def t_interval(point:float, parts:dict, # {part: {"se", "n"}}, from `design_se`
+               level:float=0.95, power:float=0.8) -> dict:
+    """`interval`'s fields for few origins: each part's variance made unbiased, summed, and a Student-t interval with
+    Welch–Satterthwaite degrees of freedom (`df`)."""
+    if any(p["n"] < 2 for p in parts.values()): raise TpvError("Every part of the noise needs at least two units.")
+    v = {k: p["se"] ** 2 * p["n"] / (p["n"] - 1) for k, p in parts.items()}
+    var = sum(v.values())
+    den = sum(x ** 2 / (parts[k]["n"] - 1) for k, x in v.items())
+    df = var ** 2 / den if den > 0 else np.inf
+    a = (1 - level) / 2
+    se = float(np.sqrt(var))
+    q = float(student_t.ppf(1 - a, df))
+    return {"value": float(point), "lo": float(point - q * se), "hi": float(point + q * se), "se": se, "df": float(df),
+            "mde": float((q + student_t.ppf(power, df)) * se),
+            "parts": {k: {"se": float(np.sqrt(x)), "n": parts[k]["n"]} for k, x in v.items()}}
+
+
+# %% ../nbs/09_stats.ipynb #d7080b06
+def _q(level:float, df:float|None) -> float:
+    "The two-sided critical value at `level`: normal, or Student's t with `df` degrees of freedom."
+    a = 1 - (1 - level) / 2
+    return float(norm.ppf(a) if df is None else student_t.ppf(a, df))
+
+def power_of(effect:float, # the true value of the statistic (the paper's effect)
+             se:float, # the design's standard error of the statistic
+             threshold:float=0.0, level:float=0.95, df:float|None=None) -> float:
+    "The chance that the interval rule calls 'the statistic is at least `threshold`' supported when it is `effect`."
+    if not np.isfinite(se) or se < 0: raise TpvError(f"A standard error is a finite number ≥ 0, not {se!r}.")
+    if se == 0: return float(effect >= threshold)
+    return float(norm.cdf((effect - threshold) / se - _q(level, df)))
+
+def decidable(effect:float, se:float, power:float=0.8, level:float=0.95, df:float|None=None) -> float:
+    "The highest threshold this design calls supported with probability `power` when the statistic is `effect`."
+    return float(effect - (_q(level, df) + norm.ppf(power)) * se)
+
+def needed_se(effect:float, threshold:float, power:float=0.8, level:float=0.95, df:float|None=None) -> float:
+    "The standard error at which the design calls the claim supported with `power` (0: no design can)."
+    return float(max(0.0, (effect - threshold) / (_q(level, df) + norm.ppf(power))))
+
+def budget(parts:dict, # {part: {"se", "n"}}: the noise of each part of the design (`design_se`) and its count
+           target:float) -> dict: # the standard error to reach (`needed_se`)
+    """The counts that bring the standard error to `target`: each part grown alone (None where growing it alone
+    cannot), and every part grown by one factor ("all")."""
+    v = {k: p["se"] ** 2 for k, p in parts.items()}
+    t2, total = target ** 2, sum(v.values())
+    out = {}
+    for k, p in parts.items():
+        room = t2 - (total - v[k])  # what this part may contribute once the others stay as they are
+        out[k] = None if room <= 0 else max(p["n"], int(np.ceil(v[k] * p["n"] / room - 1e-9)))
+    f = total / t2 if t2 > 0 else np.inf
+    grown = {k: max(p["n"], int(np.ceil(p["n"] * f - 1e-9))) for k, p in parts.items()} if np.isfinite(f) else None
+    out["all"] = grown
+    out["now"] = {k: p["n"] for k, p in parts.items()}
+    return out
+
+def fmt_budget(b:dict) -> str:
+    "A `budget` in words: each part grown alone, then all of them together."
+    now = b["now"]
+    if b["all"] == now: return "this design has it"
+    alone = [f"{b[k]:,} {k} (at today's others)" if b[k] else f"no number of {k} alone" for k in now]
+    both = "" if b["all"] is None else "; or together " + ", ".join(f"{n:,} {k}" for k, n in b["all"].items())
+    return "; ".join(alone) + both
+
+
 # %% ../nbs/09_stats.ipynb #bc22edb8
-VERDICTS = ("supported", "not supported", "inconclusive", "untestable here")
+VERDICTS = ("supported", "not supported", "inconclusive", "underpowered", "untestable here")
 
 def learned(single, origin, # units × runs × examples: the tuned prompts, and their untuned origins
             labels, n_classes:int, metric:str="macro_f1", n_boot:int=2000, seed:int=0, level:float=0.95) -> dict:
@@ -118,12 +208,14 @@ def learned(single, origin, # units × runs × examples: the tuned prompts, and 
     return {"learned": bool(gain["lo"] > 0 and over["lo"] > 0), "single": point["single"], "origin": point["origin"],
             "chance": chance, "over_origin": gain, "over_chance": over}
 
-def verdict(ci:dict, threshold:float=0.0, testable:bool=True) -> str:
+def verdict(ci:dict, threshold:float=0.0, testable:bool=True,
+            power:float|None=None, # the design's power at the paper's effect (`power_of`); None: not known
+            min_power:float=0.8) -> str:
     "The verdict on 'the statistic is at least `threshold`', from its interval (`interval` / `compare`)."
     if not testable: return "untestable here"
     if ci["lo"] >= threshold: return "supported"
     if ci["hi"] < threshold: return "not supported"
-    return "inconclusive"
+    return "underpowered" if power is not None and power < min_power else "inconclusive"
 
 def fmt_ci(ci:dict, scale:float=100, digits:int=1) -> str:
     "'value [lo, hi]' of an interval, scaled (×100 by default)."
@@ -132,22 +224,89 @@ def fmt_ci(ci:dict, scale:float=100, digits:int=1) -> str:
 
 # %% ../nbs/09_stats.ipynb #5b100b44
 def boot_origins(fn, # fn(origin indices) → the statistic; called with arange(n) for the point value
-                 n:int, n_boot:int=2000, seed:int=0, level:float=0.95) -> dict:
-    "`interval` of a statistic of n origins, resampling the origins with replacement."
+                 n:int, n_boot:int=2000, seed:int=0, level:float=0.95,
+                 method:str="t", # "t": `t_interval` from the bootstrap's standard error; "percentile": `interval`
+                ) -> dict:
+    "The interval of a statistic of n origins, resampling the origins with replacement."
     if n < 2: raise TpvError("A bootstrap over origins needs at least two origins.")
+    if method not in ("t", "percentile"): raise TpvError(f"method must be 't' or 'percentile', not {method!r}.")
     rng = np.random.default_rng(seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         boot = np.array([fn(rng.integers(0, n, n)) for _ in range(n_boot)], float)
-        return interval(fn(np.arange(n)), boot, level)
+        ci = interval(fn(np.arange(n)), boot, level)
+    return ci if method == "percentile" else t_interval(ci["value"], {"origins": {"se": ci["se"], "n": n}}, level)
 
 # %% ../nbs/09_stats.ipynb #19dfe61c
-def overall(verdicts:list, need:str="all") -> str:
+def overall(verdicts:list, need:str="all",
+            min_some:int=2, # 'any': the testable ones it takes to refute a claim about some
+           ) -> str:
     "One verdict from per-task (or per-pair) verdicts: `need` 'all' (the claim is for every one) or 'any' (for some)."
     if need not in ("all", "any"): raise TpvError(f"need must be 'all' or 'any', not {need!r}.")
     v = [x for x in verdicts if x != "untestable here"]
     if not v: return "untestable here"
+    undecided = "underpowered" if "underpowered" in v else "inconclusive"
     if need == "all":
         if all(x == "supported" for x in v): return "supported"
-        return "not supported" if "not supported" in v else "inconclusive"
+        return "not supported" if "not supported" in v else undecided
     if "supported" in v: return "supported"
-    return "not supported" if all(x == "not supported" for x in v) else "inconclusive"
+    if len(v) < min_some: return "underpowered"
+    return "not supported" if all(x == "not supported" for x in v) else undecided
+
+# %% ../nbs/09_stats.ipynb #90d38719
+def per_unit(conds:dict, labels, n_classes:int, metric:str="macro_f1") -> dict:
+    "Each condition's metric per unit (origin), averaged over its runs, on the whole test set."
+    labels = np.asarray(labels)
+    conds = _check(conds, labels)
+    W = np.ones((1, len(labels)), np.float32)
+    return {k: _per_run(v, labels, W, n_classes, metric).reshape(v.shape[0], v.shape[1]).mean(-1)
+            for k, v in conds.items()}
+
+def paired_test(a, b) -> dict:
+    "A two-sided paired t-test of the units' scores `a` against `b` (scipy's `ttest_rel`)."
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise TpvError(f"A paired test needs two equal-length lists of at least two scores, not {a.shape} and "
+                       f"{b.shape}.")
+    with np.errstate(divide="ignore", invalid="ignore"): r = ttest_rel(a, b)
+    return {"t": float(r.statistic), "p": float(r.pvalue), "df": a.size - 1, "mean_diff": float(np.mean(a - b))}
+
+def holm(pvalues) -> np.ndarray:
+    "Holm's step-down adjustment of p-values for the number of comparisons; NaN (no test) stays NaN and is not counted."
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+# %% ../nbs/09_stats.ipynb #9e17010c
+def _decide(ci:dict, threshold:float, effect:float|None, testable:bool, level:float) -> dict:
+    "The power at `effect`, the verdict, and the budget that would give 80% power, for an interval with `parts`."
+    pw = None if effect is None else power_of(effect, ci["se"], threshold, level, ci.get("df"))
+    need = None if effect is None else needed_se(effect, threshold, 0.8, level, ci.get("df"))
+    plan = None if not need or "parts" not in ci else budget(ci["parts"], need)
+    return {**ci, "threshold": threshold, "effect": effect, "power": pw, "budget": plan,
+            "verdict": verdict(ci, threshold, testable, pw)}
+
+def judge(conds:dict, labels, n_classes:int, fn, # as for `compare`
+          threshold:float=0.0, # the claim: the statistic is at least this
+          effect:float|None=None, # the paper's effect, in the statistic's units: the power is computed there
+          testable:bool=True, # False: the sanity gate failed
+          paired:tuple|None=None, # two condition names: the paired t-test of the first against the second
+          metric:str="macro_f1", n_boot:int=2000, seed:int=0, level:float=0.95) -> dict:
+    "One claim about a statistic of the conditions' means: interval, power, verdict, budget and paired test."
+    pu = per_unit(conds, labels, n_classes, metric)
+    with np.errstate(divide="ignore", invalid="ignore"): value = float(fn({k: float(v.mean()) for k, v in pu.items()}))
+    ci = t_interval(value, design_se(conds, labels, n_classes, fn, metric, n_boot, seed), level)
+    out = _decide(ci, threshold, effect, testable, level)
+    out["paired"] = paired_test(pu[paired[0]], pu[paired[1]]) if paired else None
+    return out
+
+def judged(fn, n:int, # as for `boot_origins`
+           threshold:float=0.0, effect:float|None=None, testable:bool=True, n_boot:int=2000, seed:int=0,
+           level:float=0.95) -> dict:
+    "`judge` for a statistic of origins alone: interval, power, verdict and budget (no paired test)."
+    return {**_decide(boot_origins(fn, n, n_boot, seed, level), threshold, effect, testable, level), "paired": None}
+
