@@ -324,7 +324,7 @@ def _caveat(c:dict, v:dict, profile:str) -> str:
     "A claim's departures from the paper: its own, the stand-in tasks it names, and the profile's loss, metric, budget."
     tune, out = v.get("tune", {}), [c["caveat"]] if c.get("caveat") else []
     if profile != "paper":
-        out += [f"`{t}` stands in for {PROXIES[t]}" for t in PROXIES if f"{t}" in c["claim"]]
+        out += [f"`{t}` stands in for {PROXIES[t]}" for t in PROXIES if t in c["claim"]]
         h = HYPERPARAMETERS.loc["T5 prompt tuning"]
         out.append(f"{tune.get('max_steps')} steps of batch {tune.get('batch_size')} (the paper: T5, {h.length} of "
                    f"batch {h.batch_size}, {h.origins} origins)")

@@ -81,7 +81,10 @@ def boot_means(conds:dict, # name → predictions, units × runs × examples
     if resample == "examples": units = {u: np.broadcast_to(np.arange(u), (n_boot + 1, u)) for u in units}
     out = {}
     for k, v in conds.items():
-        m = _per_run(v, labels, W, n_classes, metric).reshape(len(W), v.shape[0], v.shape[1]).mean(-1)  # draws × units
+        Wk = W[:1] if resample == "origins" else W  # with the examples fixed, every draw scores the same: score once
+        # draws × units
+        m = _per_run(v, labels, Wk, n_classes, metric).reshape(len(Wk), v.shape[0], v.shape[1]).mean(-1)
+        m = np.broadcast_to(m, (len(W), v.shape[0]))
         out[k] = np.take_along_axis(m, units[v.shape[0]], 1).mean(1)  # row 0 is the data itself
     return {k: float(v[0]) for k, v in out.items()}, {k: v[1:] for k, v in out.items()}
 
