@@ -46,7 +46,7 @@ def test_smoke_run_writes_every_output(clean):
     readme = (out/"README.md").read_text()
     assert "## The paper's claims against this run" in readme and "cross_origin" in readme and "few-shot" in readme
     assert "mixed / original" in (out/"cross_origin_table1_tiny-llama_smoke.md").read_text()
-    assert "[similarity" in stdout and "(4/4) few_shot done" in stdout  # progress from inside the notebooks reaches the terminal
+    assert "[similarity" in stdout and "[regime" in stdout and f"({len(EXPERIMENTS)}/{len(EXPERIMENTS)}) few_shot done" in stdout  # progress from inside the notebooks reaches the terminal
     assert [p.name for p in out.glob(".*")] == [OUT_MARK] and not list((out/"notebooks").glob(".*"))  # nothing temporary left; the folder is marked as tpv's
 
 
@@ -60,6 +60,27 @@ def test_second_run_takes_everything_from_the_store(clean):
     after = tables(d/"out")
     assert before.keys() == after.keys()
     for k in before: pd.testing.assert_frame_equal(before[k], after[k])
+
+
+def test_recompute_renders_the_claims_from_the_evidence_alone(clean, tmp_path):
+    "`tpv recompute` reads the run's evidence (per-example predictions, prompts) into an empty store and renders the same claims tables and CSVs, computing nothing."
+    d, _, _ = clean
+    ev = d/"out"/"evidence"
+    man = json.loads((ev/"manifest.json").read_text())
+    assert man["experiments"] == list(EXPERIMENTS) and man["records"] > 0 and man["profile"] == "smoke"
+    r = subprocess.run([str(BIN/"tpv"), "recompute", str(ev), "--out", str(tmp_path/"re")], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0 and "are identical to" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "records to compute" not in r.stdout and "loaded tiny-llama" not in r.stdout  # nothing computed, no model
+    before, after = tables(d/"out"), tables(tmp_path/"re")
+    assert before.keys() == after.keys()
+    for k in before: pd.testing.assert_frame_equal(before[k], after[k], obj=k)
+    # evidence that lacks a record: the notebook that needs it fails with one line, nothing is recomputed in its place
+    lines = (ev/"records.jsonl").read_text().splitlines()
+    first_eval = next(i for i, x in enumerate(lines) if json.loads(x)["kind"] == "eval")
+    shutil.copytree(ev, tmp_path/"cut")
+    (tmp_path/"cut"/"records.jsonl").write_text("\n".join(x for i, x in enumerate(lines) if i != first_eval) + "\n")
+    r = subprocess.run([str(BIN/"tpv"), "recompute", str(tmp_path/"cut"), "--out", str(tmp_path/"re2")], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 2 and "TPV_STORE_ONLY is set" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
 
 
 def test_killed_sweep_resumes_and_matches_a_clean_run(clean, tmp_path):

@@ -11,11 +11,11 @@ import torch
 import tpv
 from .io import TpvError, cache_dir
 from .profiles import EXPERIMENTS, PROFILES, describe, get_profile, parse_overrides
-from .reproduce import reproduce, rerun
+from .reproduce import recompute, reproduce, rerun
 from .models import default_device, known_models, machine
 
 # %% auto #0
-__all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'parser', 'main']
+__all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'cmd_recompute', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f9f769ce
 # the profiles `tpv reproduce` offers ("test" is the notebooks' own)
@@ -83,6 +83,16 @@ def cmd_verify(args) -> int:
         print("\n".join(lines), flush=True)
     return 1 if bad else 0
 
+def cmd_recompute(args) -> int:
+    """Render a run's figures, tables and README again from its evidence alone, and say whether the claims tables match
+    the committed README (exit status 1 if not)."""
+    r = recompute(args.evidence, args.out)
+    where = f"{r['committed']}" if r["committed"] else "no README beside the evidence to compare with"
+    verdict = "identical to" if r["identical"] else "DIFFERENT from" if r["committed"] else "not compared:"
+    print(f"tpv recompute: {r['records']} records from {args.evidence}, nothing computed and no model loaded; "
+          f"the claims tables of {r['readme']} are {verdict} {where}", flush=True)
+    return 0 if r["identical"] else 1
+
 # %% ../nbs/16_cli.ipynb #57aa009c
 def _path(s:str) -> str:
     "A path argument: any text the filesystem can take (no NUL byte, which no path can hold)."
@@ -117,6 +127,13 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-run stored results (run-store record folders) and report whether they match")
     v.add_argument("records", nargs="+", type=_path, help="record folders, e.g. ~/.cache/tpv/store/prompt/<name>")
     v.set_defaults(fn=cmd_verify)
+    c = sub.add_parser("recompute", help="render a run again from its committed evidence (per-example predictions), "
+                                         "without the model, and compare its claims table")
+    c.add_argument("evidence", nargs="?", default="paper_figures/evidence", type=_path,
+                   help="an evidence folder `tpv reproduce` wrote (default: paper_figures/evidence)")
+    c.add_argument("--out", default=None, type=_path, help="where the new README, figures and tables go (default: a "
+                                                            "new temporary folder)")
+    c.set_defaults(fn=cmd_recompute)
     return p
 
 def main(argv:list[str]|None=None) -> int:

@@ -114,7 +114,9 @@ def fit_input(lm:LM, task:Task, ex:dict, spec:ReadSpec, ids_of=None) -> list[int
         f = max(fields, key=lambda f: len(ex[f]))
         words = _ids(lm.tokenizer, ex[f], False)
         keep = max(0, len(words) - (len(ids) - spec.max_length) - 1)
-        ex[f] = lm.tokenizer.decode(words[:keep])
+        cut = lm.tokenizer.decode(words[:keep])
+        # a cut through a character's bytes can decode to the text it was cut from (a U+FFFD stays one): cut a character
+        ex[f] = cut if len(cut) < len(ex[f]) else ex[f][:-1]
         ids = ids_of(format_example(task, ex, spec.style)[0])
     return ids
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_experiment.ipynb #d81b5466
 from __future__ import annotations
-import json, tempfile, time
+import json, os, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +16,9 @@ from .io import TpvError, atomic_write, fingerprint, save_figure
 from .evaluation import evaluate_many
 from .models import LM, load_lm
 from .prompts import SoftPrompt, make_origins
+from .engine import ReadSpec
 from .tasks import get_task
-from .tuning import CheckpointError, tune_many
+from .tuning import CheckpointError, TuneConfig, tune_many
 from .stats import collapse_share, fmt_budget, fmt_ci, learned, majority_share
 from .regime import norm_ratio
 from .store import Record, RunStore, _jsonable, _slug, data_fingerprint
@@ -87,6 +88,9 @@ def compute(self:Experiment, units:list) -> list[list[Record]]:
     "The records of every unit, in order; each unit's missing ones computed together by its `run` and stored first."
     def announced(u):  # the store finds what is missing once, and says it here, just before computing it
         def run(todo):
+            if os.environ.get("TPV_STORE_ONLY"):  # rendering from evidence: nothing may be computed
+                raise TpvError(f"The store lacks {len(todo)} of {len(u.keys)} records of {u.what}, and TPV_STORE_ONLY "
+                               "is set, so nothing is computed; the evidence is incomplete.")
             self.say(f"{len(todo)} of {len(u.keys)} records to compute: {u.what}")
             return u.run(todo)
         return run
@@ -120,84 +124,86 @@ def origin(self:Experiment, i:int) -> SoftPrompt:
     return self.compute([self.origin_unit([i])])[0][0].prompt
 
 @patch
-def prompt_key(self:Experiment, task:str|list, i:int) -> dict:
-    "The store key of the prompt tuned on `task` (a list: multi-task) from origin `i`."
-    tasks = _tasks(task)
+def prompt_key(self:Experiment, task:str|list, i:int, config:TuneConfig|None=None) -> dict:
+    "The store key of the prompt tuned on `task` (a list: multi-task) from origin `i` (under `config`: the profile's)."
+    tasks, cfg = _tasks(task), config or self.config
     return {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt",
-            "seed": self.config.seed,
-            "origin_hash": self.origin(i).hash, "config": self.config.hash(),
+            "seed": cfg.seed,
+            "origin_hash": self.origin(i).hash, "config": cfg.hash(),
             "data": {t: data_fingerprint(t) for t in tasks}}
 
 # %% ../nbs/14_experiment.ipynb #26961daa
 @patch
-def tune_unit(self:Experiment, task:str|list, origins) -> Unit:
-    """The prompts tuned on `task` (a list: multi-task) from these origins: one unit, its missing prompts tuned in one
-    loop."""
-    idx = list(origins)
-    keys = [self.prompt_key(task, i) for i in idx]
+def tune_unit(self:Experiment, task:str|list, origins, config:TuneConfig|None=None) -> Unit:
+    """The prompts tuned on `task` (a list: multi-task) from these origins under `config` (default: the profile's): one
+    unit, its missing prompts tuned in one loop."""
+    idx, cfg = list(origins), config or self.config
+    keys = [self.prompt_key(task, i, cfg) for i in idx]
     def run(todo):
-        self.say(f"tuning {len(todo)} prompt(s) in one loop ({self.config.max_steps} steps): "
+        self.say(f"tuning {len(todo)} prompt(s) in one loop ({cfg.max_steps} steps, lr {cfg.lr}): "
                  + ", ".join(f"{keys[k]['task']}/origin_{idx[k]}" for k in todo))
         ck = self.store.root/"checkpoints"/(fingerprint(json.dumps(_jsonable([keys[k] for k in todo]),
                                                                    sort_keys=True)) + ".ckpt")
         ck.parent.mkdir(parents=True, exist_ok=True)
         t0, runs = time.time(), [(_tasks(task), self.origin(idx[k])) for k in todo]
-        try: res = tune_many(self.lm, runs, self.config, progress=False, checkpoint=ck)
+        try: res = tune_many(self.lm, runs, cfg, progress=False, checkpoint=ck)
         # a file in the store's checkpoint folder that tpv cannot resume from (damaged, or planted): aside, start over
         except CheckpointError as e:
             self.store._set_aside(ck, str(e))
-            res = tune_many(self.lm, runs, self.config, progress=False, checkpoint=ck)
+            res = tune_many(self.lm, runs, cfg, progress=False, checkpoint=ck)
         secs = round((time.time() - t0) / len(todo), 2)  # each run's share of the loop
         loop = [{"task": keys[k]["task"],
                  # what `rerun` must train together to match bit for bit
                  "origin_hash": keys[k]["origin_hash"]} for k in todo]
         return [({"best_step": r.best_step, "best_val_loss": r.best_val_loss, "history": r.history, "loop": loop,
                   "loop_index": n},
-                 r.prompt, secs, self.config.to_dict()) for n, r in enumerate(res)]
+                 r.prompt, secs, cfg.to_dict()) for n, r in enumerate(res)]
     return Unit("prompt", keys, f"{'+'.join(_tasks(task))} from origins {idx}", run)
 
 @patch
-def tune_all(self:Experiment, tasks:list, origins) -> list[Record]:
-    """The prompt records of every task × origin index: a unit per task, its missing prompts tuned in one `tune_many`
-    loop."""
-    return [r for recs in self.compute([self.tune_unit(t, origins) for t in tasks]) for r in recs]
+def tune_all(self:Experiment, tasks:list, origins, config:TuneConfig|None=None) -> list[Record]:
+    """The prompt records of every task × origin index (under `config`: the profile's): a unit per task, its missing
+    prompts tuned in one `tune_many` loop."""
+    return [r for recs in self.compute([self.tune_unit(t, origins, config) for t in tasks]) for r in recs]
 
 @patch
-def tuned(self:Experiment, task:str|list, i:int) -> Record:
-    "The record of the prompt tuned on `task` (a list: multi-task) from origin `i`."
-    return self.tune_all([task], [i])[0]
+def tuned(self:Experiment, task:str|list, i:int, config:TuneConfig|None=None) -> Record:
+    "The record of the prompt tuned on `task` (a list: multi-task) from origin `i` (under `config`: the profile's)."
+    return self.tune_all([task], [i], config)[0]
 
 # %% ../nbs/14_experiment.ipynb #8f4d4654
 @patch
-def eval_key(self:Experiment, prompt:SoftPrompt|None, task:str, split:str, n:int|None) -> dict:
-    "The store key of an evaluation: the prompt's content, the data, and how it was read and scored."
+def eval_key(self:Experiment, prompt:SoftPrompt|None, task:str, split:str, n:int|None,
+             reading:ReadSpec|None=None) -> dict:
+    "The store key of an evaluation: the prompt's content, the data, and how it was read (`reading`) and scored."
     return {"model": self.model, "task": task, "method": "eval", "split": split, "n": n,
-            "reading": self.config.reading.to_dict(), "scoring": "rank",
+            "reading": (reading or self.config.reading).to_dict(), "scoring": "rank",
             "prompt": prompt.hash if prompt is not None else None, "data": data_fingerprint(task)}
 
 @patch
-def eval_unit(self:Experiment, prompts:list, task:str, split:str="test", n:int|None=None) -> Unit:
-    """The evaluations of K prompts (None: the bare model) on `task`: one unit, the missing ones scored in one K-prompt
-    pass."""
-    task = get_task(task).name
+def eval_unit(self:Experiment, prompts:list, task:str, split:str="test", n:int|None=None,
+              reading:ReadSpec|None=None) -> Unit:
+    """The evaluations of K prompts (None: the bare model) on `task`, read as `reading` says (default: the profile's):
+    one unit, the missing ones scored in one K-prompt pass."""
+    task, spec = get_task(task).name, reading or self.config.reading
     n = n if n is not None else (self.P.n_test if split == "test" else self.config.n_validation)
     def run(todo):
         t0 = time.time()
-        ms = evaluate_many(self.lm, [prompts[i] for i in todo], task, split, n=n, spec=self.config.reading,
-                           progress=False)
+        ms = evaluate_many(self.lm, [prompts[i] for i in todo], task, split, n=n, spec=spec, progress=False)
         self.say(f"{len(todo)} prompt(s) on {task} {split} in one pass: accuracy "
                  f"{', '.join(format(m['accuracy'], '.3f') for m in ms)} "
                  f"({time.time() - t0:.1f} s)")
         return [(m, prompts[i], m["seconds"], None) for i,
                 m in zip(todo, ms)]  # the prompt is kept so that `rerun` can check the result
-    return Unit("eval", [self.eval_key(p, task, split, n) for p in prompts],
+    return Unit("eval", [self.eval_key(p, task, split, n, spec) for p in prompts],
                 f"{len(prompts)} prompt(s) on {task} {split}", run)
 
 @patch
-def evaluate_many(self:Experiment, prompts:list, task:str, split:str="test", n:int|None=None) -> list[dict]:
+def evaluate_many(self:Experiment, prompts:list, task:str, split:str="test", n:int|None=None,
+                  reading:ReadSpec|None=None) -> list[dict]:
     """The metrics of K prompts on `task` through the store (the `eval_unit`); `n` defaults to the profile's test or
-    validation size."""
-    return [r.result for r in self.compute([self.eval_unit(prompts, task, split, n)])[0]]
+    validation size, `reading` to the profile's."""
+    return [r.result for r in self.compute([self.eval_unit(prompts, task, split, n, reading)])[0]]
 
 @patch
 def evaluate(self:Experiment, prompt:SoftPrompt|None, task:str, split:str="test", n:int|None=None) -> dict:

@@ -17,8 +17,8 @@ from .tasks import get_task, is_seed
 from .tuning import TuneConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PROXIES', 'PROFILES', 'ProfileError', 'CrossOrigin', 'Addition', 'FewShot', 'Profile', 'settings',
-           'parse_overrides', 'get_profile', 'check_profile', 'describe']
+__all__ = ['EXPERIMENTS', 'PROXIES', 'PROFILES', 'ProfileError', 'CrossOrigin', 'Addition', 'FewShot', 'Regime', 'Profile',
+           'settings', 'parse_overrides', 'get_profile', 'check_profile', 'describe']
 
 # %% ../nbs/13_profiles.ipynb #5c7b6816
 class ProfileError(TpvError, ValueError):
@@ -72,17 +72,23 @@ class FewShot:
     inits:tuple = ("random", "spot:rt_polarity", "spot:amazon_polarity", "spot_multi",
                    "tpv_sum") # registered inits (`tpv.initialization.INITS`)
     steps:int = 3 # prompt-tuning steps of a few-shot run
+    steps_at:dict|None = None # {shots: steps} for the shot counts that train longer or shorter than `steps`
     batch_size:int|None = 2 # its batch size (None: the paper's few-shot settings, `few_shot_config`)
     lr:float|None = None # its learning rate (None: the profile's `tune.lr`)
     eval_every:int = 0 # validate every N steps of a few-shot run (0: only at the end)
     # the init competes for the best by validation (`TuneConfig.keep_init`), the same for every init
     keep_init:bool = False
     margin:float = 0.03 # "as good as": the tpv_sum − SPoT macro-F1 interval must lie above −margin
+    data_seeds:tuple = (42,) # the n-shot samples: every init is tuned on each (0 shots: no sample, scored once)
+    n_origins:int|None = None # the profile's first n origins (None: all of the profile's)
+    # inits run beside `inits` only at `baseline_shots`, on the first data seed (multi-task SPoT, ATTEMPT, MPT)
+    baselines:tuple = ()
+    baseline_shots:tuple = () # the shot counts the baselines run at (where `shots` has them)
 
     def __post_init__(self):
         for f in ("sources", "targets"): object.__setattr__(self, f, _tasks(getattr(self, f), f))
-        for f in ("shots", "inits"):
-            if isinstance(getattr(self, f), list): object.__setattr__(self, f, tuple(getattr(self, f)))
+        for f in ("shots", "inits", "data_seeds", "baselines", "baseline_shots"):
+            if isinstance(v := getattr(self, f), list): object.__setattr__(self, f, tuple(v))
         _check(self,
                [(not isinstance(self.shots, tuple) or not self.shots or not all(whole(k) for k in self.shots),
                  f"shots is a non-empty list of whole numbers ≥ 0, not {self.shots!r}"),
@@ -90,6 +96,18 @@ class FewShot:
                                       tuple) or not self.inits or not all(isinstance(i, str) for i in self.inits),
                        f"inits is a non-empty list of init names, not {self.inits!r}"),
                       (not whole(self.steps, 1), f"steps is a whole number ≥ 1, not {self.steps!r}"),
+                      (self.steps_at is not None and not (isinstance(self.steps_at, dict) and all(
+                          whole(k) and whole(v, 1) for k, v in self.steps_at.items())),
+                       f"steps_at maps shot counts to steps (whole numbers ≥ 1), not {self.steps_at!r}"),
+                      (not isinstance(self.data_seeds, tuple) or not self.data_seeds or not all(map(is_seed,
+                                                                                                   self.data_seeds)),
+                       f"data_seeds is a non-empty list of seeds (0 to 2**32 - 1), not {self.data_seeds!r}"),
+                      (self.n_origins is not None and not whole(self.n_origins, 1),
+                       f"n_origins is a whole number ≥ 1 or None, not {self.n_origins!r}"),
+                      (not isinstance(self.baselines, tuple) or not all(isinstance(i, str) for i in self.baselines),
+                       f"baselines is a list of init names, not {self.baselines!r}"),
+                      (not isinstance(self.baseline_shots, tuple) or not all(whole(k) for k in self.baseline_shots),
+                       f"baseline_shots is a list of shot counts (those of `shots` run), not {self.baseline_shots!r}"),
                       (self.batch_size is not None and not whole(self.batch_size, 1),
                        f"batch_size is a whole number ≥ 1 or None, not {self.batch_size!r}"),
                       (self.lr is not None and (not _real(self.lr) or self.lr <= 0),
@@ -97,7 +115,7 @@ class FewShot:
                       (not whole(self.eval_every), f"eval_every is a whole number ≥ 0, not {self.eval_every!r}"),
                       (not isinstance(self.keep_init, bool), f"keep_init is True or False, not {self.keep_init!r}"),
                       (not _real(self.margin) or self.margin < 0, f"margin is a number ≥ 0, not {self.margin!r}")])
-        for name in self.inits:
+        for name in self.inits + self.baselines:
             if get_init(name, list(self.sources)).per_source and name.partition(":")[2] not in self.sources:
                 raise ProfileError(f"FewShot: the init {name!r} names a task that is not a source; the sources are "
                                    f"{', '.join(self.sources)}.")
@@ -108,9 +126,39 @@ class FewShot:
         kw = dict(n_validation=tune.n_validation, reading=tune.reading, keep_init=self.keep_init, loss=tune.loss,
                   select=tune.select)
         if self.batch_size is None: return few_shot_config(shots, **kw)
-        return few_shot_config(shots, lr=self.lr or tune.lr, max_steps=self.steps, batch_size=self.batch_size,
-                               warmup_steps=min(tune.warmup_steps, self.steps // 4),
-                               eval_every=self.eval_every or self.steps, **kw)
+        steps = self.steps_for(shots)
+        return few_shot_config(shots, lr=self.lr or tune.lr, max_steps=steps, batch_size=self.batch_size,
+                               warmup_steps=min(tune.warmup_steps, steps // 4), eval_every=self.eval_every or steps,
+                               **kw)
+
+    def steps_for(self, shots:int) -> int:
+        "The steps of a few-shot run with `shots` examples."
+        return (self.steps_at or {}).get(shots, self.steps)
+
+# %% ../nbs/13_profiles.ipynb #c18a5d2f
+@dataclass(frozen=True)
+class Regime:
+    "The regime experiment's own settings (`nbs/experiments/regime.ipynb`)."
+    lrs:tuple = (0.03, 0.3) # the learning-rate grid; the one with the best validation macro-F1 is chosen
+    tasks:tuple = ("rt_polarity", "amazon_polarity") # two or more of the profile's source tasks
+    n_origins:int = 2 # the profile's first n origins (two or more)
+    # input lengths (`tune.reading.max_length`) tuned at the chosen lr and compared on validation; () for none
+    lengths:tuple = ()
+    # "within noise": the shortest length whose validation macro-F1 is at most this far below the best one is chosen
+    length_margin:float = 0.02
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", _tasks(self.tasks, "tasks"))
+        for f in ("lrs", "lengths"):
+            if isinstance(getattr(self, f), list): object.__setattr__(self, f, tuple(getattr(self, f)))
+        _check(self,
+               [(not isinstance(self.lrs, tuple) or not self.lrs or not all(_real(x) and x > 0 for x in self.lrs),
+                 f"lrs is a non-empty list of positive numbers, not {self.lrs!r}"),
+                (len(self.tasks) < 2, f"tasks names two or more tasks, not {len(self.tasks)}"),
+                (not whole(self.n_origins, 2), f"n_origins is a whole number ≥ 2, not {self.n_origins!r}"),
+                (not isinstance(self.lengths, tuple) or not all(whole(x, 8) for x in self.lengths),
+                 f"lengths is a list of whole numbers ≥ 8, not {self.lengths!r}"),
+                (not _real(self.length_margin) or self.length_margin < 0,
+                 f"length_margin is a number ≥ 0, not {self.length_margin!r}")])
 
 # %% ../nbs/13_profiles.ipynb #321184f2
 @dataclass(frozen=True)
@@ -128,10 +176,12 @@ class Profile:
     cross_origin:CrossOrigin = CrossOrigin()
     addition:Addition = Addition()
     few_shot:FewShot = FewShot()
+    regime:Regime = Regime()
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", _tasks(self.tasks, "tasks"))
-        sections = {"tune": TuneConfig, "cross_origin": CrossOrigin, "addition": Addition, "few_shot": FewShot}
+        sections = {"tune": TuneConfig, "cross_origin": CrossOrigin, "addition": Addition, "few_shot": FewShot,
+                    "regime": Regime}
         _check(self,
                [(not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name),
                  f"name is letters, digits, - and _, not {self.name!r}"),
@@ -172,6 +222,7 @@ def _typed(value, hint:str, path:str):
     # 1 is 1.0: a float setting never changes a store key by its spelling
     if "float" in kinds and _real(value): return float(value)
     if "str" in kinds and isinstance(value, str): return value
+    if "dict" in kinds and isinstance(value, dict): return value
     raise ProfileError(f"{path} is {' or '.join(sorted(kinds))}, not {value!r}.")
 
 def _set(obj, path:list, value, full:str):
@@ -216,7 +267,7 @@ def parse_overrides(items:list) -> dict:
     return out
 
 # %% ../nbs/13_profiles.ipynb #7ad07b91
-EXPERIMENTS = ("similarity", "cross_origin", "addition", "few_shot")
+EXPERIMENTS = ("regime", "similarity", "cross_origin", "addition", "few_shot")
 PROXIES = {"rt_polarity": "SST-2", "amazon_polarity": "Yelp", "snli": "MNLI",
            "tweets_3class": "TREC (3-class, as a 'different' task)",
            "tweets_polarity": "IMDB", "nyt_polarity": "SST-2 target (\"SST5\")",
@@ -227,17 +278,23 @@ def _tiny(select:str) -> TuneConfig:
                       reading=ReadSpec(style="t5", max_length=256), select=select)
 
 PROFILES = {p.name: p for p in [
-    Profile("test", "tiny-llama", _tiny("loss"), ("rt_polarity", "amazon_polarity", "snli")),
+    Profile("test", "tiny-llama", _tiny("loss"), ("rt_polarity", "amazon_polarity", "snli"),
+            few_shot=FewShot(data_seeds=(42, 43), baselines=("attempt", "mpt"), baseline_shots=(4,)),
+            regime=Regime(lengths=(48, 256))),
     Profile("smoke", "tiny-llama", _tiny("macro_f1"), ("rt_polarity", "amazon_polarity", "snli")),
     Profile("cpu", "smollm2-135m-instruct",
-            TuneConfig(lr=0.01, warmup_steps=4, batch_size=8, max_steps=40, eval_every=40, n_validation=32,
-                       reading=ReadSpec(style="t5", max_length=64), loss="label", select="macro_f1"),
-            ("rt_polarity", "bbc_news", "snli"), n_origins=5, n_tokens=20, n_test=200,
+            TuneConfig(lr=0.01, warmup_steps=4, batch_size=8, max_steps=40, eval_every=10, n_validation=32,
+                       reading=ReadSpec(style="t5", max_length=64), loss="label", select="macro_f1", keep_init=True),
+            ("rt_polarity", "amazon_polarity", "bbc_news"), n_origins=5, n_tokens=20, n_test=200,
             cross_origin=CrossOrigin(mixed_per_origin=2),  # each origin gets 2 others' vectors
             addition=Addition(lambdas=(0.0, 0.25, 0.5, 0.75, 1.0)),
-            few_shot=FewShot(targets=("tweets_polarity", "nyt_polarity"), shots=(0, 10, 100),
-                             inits=("random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"), steps=30,
-                             batch_size=8, eval_every=10)),
+            few_shot=FewShot(targets=("tweets_polarity",), shots=(0, 10, 100),
+                             inits=("random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"), steps=20,
+                             steps_at={100: 60},
+                             batch_size=8, eval_every=10, data_seeds=(42, 43, 44), n_origins=3,
+                             baselines=("spot_multi", "attempt", "mpt"), baseline_shots=(100,)),
+            regime=Regime(lrs=(0.003, 0.01, 0.03, 0.1, 0.3), tasks=("rt_polarity", "bbc_news"), n_origins=3,
+                          lengths=(64, 128, 256))),
     Profile("paper", "t5-base",
             TuneConfig(lr=0.3, warmup_steps=500, batch_size=32, max_steps=10_000, eval_every=10_000, n_validation=None,
                        reading=ReadSpec(style="t5", max_length=256)),
@@ -248,7 +305,8 @@ PROFILES = {p.name: p for p in [
                              shots=(0, 5, 10, 25, 50, 100, 250, 500, 750, 1000),
                              inits=("random", "spot:mnli", "spot:qnli", "spot_multi", "tpv_sum", "attempt"), steps=1000,
                              batch_size=None,
-                             eval_every=100)),
+                             eval_every=100),
+            regime=Regime(lrs=(0.03, 0.1, 0.3, 1.0), tasks=("sst2", "dbpedia"), n_origins=3)),
 ]}
 
 def get_profile(name:str|Profile, # a profile name (`PROFILES`), or a profile

@@ -9,15 +9,17 @@ import itertools, time
 import numpy as np
 import pandas as pd
 
+from .engine import ReadSpec, _input_ids
 from .evaluation import evaluate_many
 from .models import LM
 from .prompts import SoftPrompt
 from .stats import collapse_share
+from .tasks import format_example, get_task, load_split, subsample
 from .tuning import TuneConfig, tune_many
 from .vectors import TaskPromptVector, cross_origin_similarity
 
 # %% auto #0
-__all__ = ['norm_ratio', 'embedding_scale', 'similarity_gap', 'regime_setting']
+__all__ = ['norm_ratio', 'embedding_scale', 'similarity_gap', 'input_lengths', 'regime_setting']
 
 # %% ../nbs/10_regime.ipynb #bab99671
 def norm_ratio(prompt:SoftPrompt, origin:SoftPrompt) -> float:
@@ -33,6 +35,16 @@ def similarity_gap(vecs:dict) -> float:
     vector})."""
     m = cross_origin_similarity(vecs, "mean")[0].astype(float).to_numpy()
     return float(np.diag(m).mean() - m[~np.eye(len(m), dtype=bool)].mean())
+
+# %% ../nbs/10_regime.ipynb #c7c76363
+def input_lengths(lm:LM, task:str, split:str="validation", spec:ReadSpec|dict|str|None=None,
+                  n:int|None=1000, # a stratified sample of the split (None: all of it)
+                  seed:int=42) -> np.ndarray:
+    "The token count of each input of `task`'s `split`, formatted and read as `spec` says, before any cut."
+    task, spec = get_task(task), ReadSpec.of(spec).resolve(lm)
+    ids_of = _input_ids(lm, spec)
+    df = subsample(task, load_split(task, split), n, seed)
+    return np.array([len(ids_of(format_example(task, ex, spec.style)[0])) for ex in df.to_dict("records")])
 
 # %% ../nbs/10_regime.ipynb #64ff324b
 def _scores(lm:LM, tasks:list, origins:list, tuned:dict, vec:dict, cfg:TuneConfig, n_test:int|None, seed:int) -> list:

@@ -31,10 +31,11 @@ from .profiles import EXPERIMENTS, PROFILES, PROXIES, get_profile
 from .experiments import _VERDICTS
 from .paper import HYPERPARAMETERS, PAPER
 from .stats import holm
+from .evidence import claims_section, export_evidence, import_evidence
 
 # %% auto #0
 __all__ = ['TOLERANCE', 'OUT_MARK', 'RUN_MARK', 'rerun', 'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce',
-           'write_readme']
+           'write_readme', 'recompute']
 
 # %% ../nbs/15_reproduce.ipynb #81e2782b
 TOLERANCE = {"origin": 1e-6, "prompt": 1e-2,
@@ -301,6 +302,8 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
         timing[n] = round(time.time() - t, 1)
         say(f"({i}/{len(names)}) {n} done in {timing[n]:.0f} s")
     readme = write_readme(out, P.name, P.model, timing, round(time.time() - t0, 1))
+    ev = export_evidence(out, st, EXPERIMENTS, _slug(P.model), P.name, overrides)
+    say(f"the evidence of its claims: {ev} (`tpv recompute {ev}` renders them again without the model)")
     say(f"all done in {time.time() - t0:.0f} s; see {readme}")
     return timing
 
@@ -320,9 +323,12 @@ _LEGEND = ("Verdicts read each claim as \"the statistic is at least its threshol
            "of tests in the table (Holm). \"Smallest detectable\" is the true difference a test at this level finds "
            "with 80% power. Scores are macro-F1 ×100 unless a claim says otherwise.")
 
-def _caveat(c:dict, v:dict, profile:str) -> str:
+def _caveat(c:dict, v:dict, profile:str,
+            regime:dict|None=None) -> str: # |τ|/|θ₀| of the prompts the claim rests on, where the regime figure applies
     "A claim's departures from the paper: its own, the stand-in tasks it names, and the profile's loss, metric, budget."
     tune, out = v.get("tune", {}), [c["caveat"]] if c.get("caveat") else []
+    if regime: out.append(f"measured at lr {tune.get('lr')}, |τ|/|θ₀| {regime['norm_ratio_mean']:.2f}: the regime "
+                          "experiment's retention figure shows it over a learning-rate grid")
     if profile != "paper":
         out += [f"`{t}` stands in for {PROXIES[t]}" for t in PROXIES if t in c["claim"]]
         h = HYPERPARAMETERS.loc["T5 prompt tuning"]
@@ -331,6 +337,8 @@ def _caveat(c:dict, v:dict, profile:str) -> str:
     if tune.get("loss") == "label": out.append("label-restricted loss")
     out.append("macro-F1 (the paper: F1 on binary tasks)")
     return "; ".join(out)
+
+_REGIME_BOUND = ("cross_origin", "addition") # the experiments whose claims depend on how far prompts move
 
 def _holm_p(sums:list) -> list:
     "Every claim's paired-test p-value, Holm-adjusted over the whole table (None where it has none)."
@@ -365,7 +373,7 @@ def _budget_note(untestable:list, tune:dict) -> str:
 def _settings(sums:list, profile:str) -> list:
     "The README's settings section: the budget, the loss, the selection rule, the regime."
     v = sums[0]["settings"]
-    tune, reg = v.get("tune", {}), [s["regime"] for s in sums if s.get("regime")]
+    tune, reg = v.get("tune", {}), [s["regime"] for s in sums if s.get("regime") and s["experiment"] != "regime"]
     loss = {"full": "the paper's loss (label tokens over the whole vocabulary)",
             "label": "the label-restricted loss (a softmax over the label words)"}[tune.get("loss", "full")]
     select = tune.get("select", "loss")
@@ -405,10 +413,13 @@ def _claims(sums:list) -> list:
          "| experiment | claim | paper | this run | 95% interval | power | paired p (Holm) | verdict | caveat |",
          "|---|---|---|---|---|---|---|---|---|"]
     rows = [(s, c) for s in sums for c in s["claims"]]
+    grid = any(s["experiment"] == "regime" for s in sums)
+    reg = lambda s: s.get("regime") if grid and s["experiment"] in _REGIME_BOUND else None
     for (s, c), pa in zip(rows, _holm_p(sums)):
         pw = "" if c.get("power") is None else f"{100 * c['power']:.0f}%"
+        cav = _caveat(c, s["settings"], s.get("profile", ""), reg(s))
         L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | {pw} | "
-                 f"{_fmt_p(pa)} | {_verdict(c['supported'])} | {_caveat(c, s['settings'], s.get('profile', ''))} |")
+                 f"{_fmt_p(pa)} | {_verdict(c['supported'])} | {cav} |")
     return L + [""] + _power_table(sums)
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
@@ -443,3 +454,37 @@ def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:floa
                                             ""]
             else: L += [f"**{o['title']}** ([CSV]({o['csv']}))", "", o["md"], ""]
     return atomic_write(out/"README.md", "\n".join(L))
+
+# %% ../nbs/15_reproduce.ipynb #5c0ce489
+def _evidence_manifest(ev:Path) -> dict:
+    "The manifest of an evidence folder, checked."
+    f = ev/"manifest.json"
+    try: man = json.loads(f.read_text())
+    except (OSError, ValueError): man = None
+    if not isinstance(man, dict) or not isinstance(man.get("profile"), str) or not isinstance(man.get("experiments"),
+                                                                                                list):
+        raise TpvError(f"{ev} is not an evidence folder tpv wrote (no readable manifest.json); give the evidence/ "
+                       "folder of a `tpv reproduce` output, like paper_figures/evidence.")
+    return man
+
+def recompute(evidence:str|Path="paper_figures/evidence", # an evidence folder (`export_evidence`)
+              out:str|Path|None=None, # where the new figures, tables and README go (default: a new temporary folder)
+             ) -> dict:
+    """Render a run again from its evidence alone (nothing computed, no model) and compare its claims tables with the
+    README beside the evidence."""
+    ev = user_path(evidence, "evidence folder")
+    man = _evidence_manifest(ev)
+    out = Path(out) if out else Path(tempfile.mkdtemp(prefix="tpv-recompute-"))
+    with tempfile.TemporaryDirectory(prefix="tpv-evidence-store-") as tmp:
+        n = import_evidence(ev, tmp)
+        before = os.environ.get("TPV_STORE_ONLY")
+        os.environ["TPV_STORE_ONLY"] = "1"
+        try: reproduce(man["profile"], out, tmp, only=man["experiments"], overrides=man.get("overrides") or {})
+        finally:
+            if before is None: del os.environ["TPV_STORE_ONLY"]
+            else: os.environ["TPV_STORE_ONLY"] = before
+    committed = ev.parent/"README.md"
+    new = claims_section((out/"README.md").read_text(encoding="utf-8"))
+    old = claims_section(committed.read_text(encoding="utf-8")) if committed.is_file() else None
+    return {"records": n, "out": out, "readme": out/"README.md", "committed": committed if old is not None else None,
+            "identical": old is not None and new == old}
