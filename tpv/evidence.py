@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, string
 from pathlib import Path
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 import tpv
@@ -100,7 +100,6 @@ def _prompts(ev:Path) -> dict:
     f = ev/"prompts.safetensors"
     if not f.exists(): return {}
     try:
-        from safetensors import safe_open
         with safe_open(str(f), "pt") as sf: meta = sf.metadata() or {}
         tensors = load_file(str(f))
         return {k: SoftPrompt(t, **json.loads(meta[k])) for k, t in tensors.items()}
