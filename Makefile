@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 
-.PHONY: install reproduce bench test check nbtest pytest clean-venv
+.PHONY: install reproduce bench bench-cluster test check nbtest pytest clean-venv
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ reproduce: install
 # tpv against PEFT + the HF Trainer on this machine -> benchmarks/RESULTS.md
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# the Dask path against in-process (overhead per unit, the smoke profile on local:2) -> its section of RESULTS.md
+bench-cluster: install
+	$(BIN)/python benchmarks/cluster_bench.py
 
 check: install
 	bash .ci/check_sync $(BIN)

@@ -12,10 +12,11 @@ import tpv
 from .io import TpvError, cache_dir
 from .profiles import EXPERIMENTS, PROFILES, describe, get_profile, parse_overrides
 from .reproduce import recompute, reproduce, rerun
+from .plan import describe_plan, plan
 from .models import default_device, known_models, machine
 
 # %% auto #0
-__all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'cmd_recompute', 'parser', 'main']
+__all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'cmd_plan', 'cmd_recompute', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f9f769ce
 # the profiles `tpv reproduce` offers ("test" is the notebooks' own)
@@ -50,7 +51,8 @@ def cmd_reproduce(args) -> int:
     "Run the paper's experiments for a profile and render the figures, tables and README into `--out`."
     overrides = parse_overrides(args.set)
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only is not None else None
-    reproduce(args.profile, out=args.out, store=args.store, only=only, overrides=overrides, timeout=args.timeout)
+    reproduce(args.profile, out=args.out, store=args.store, only=only, overrides=overrides, timeout=args.timeout,
+              cluster=args.cluster)
     return 0
 
 # %% ../nbs/16_cli.ipynb #3a65a812
@@ -82,6 +84,13 @@ def cmd_verify(args) -> int:
         else: bad += lines[0].startswith("DIFFERS")
         print("\n".join(lines), flush=True)
     return 1 if bad else 0
+
+def cmd_plan(args) -> int:
+    "Print what a profile needs, what the store holds of it, and the compute, makespan and critical path of the rest."
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only is not None else None
+    print(describe_plan(plan(args.profile, args.store, args.workers, only, parse_overrides(args.set), args.flops,
+                             args.scratch)))
+    return 0
 
 def cmd_recompute(args) -> int:
     """Render a run's figures, tables and README again from its evidence alone, and say whether the claims tables match
@@ -123,7 +132,23 @@ def parser() -> argparse.ArgumentParser:
                    help="the run store (default: $TPV_STORE, else <tpv cache>/store)")
     r.add_argument("--only", default=None, help=f"a comma-separated subset of: {', '.join(EXPERIMENTS)}")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: none)")
+    r.add_argument("--cluster", default=None, metavar="SPEC",
+                   help="compute the units of work on a Dask cluster: local:N (N worker processes here) or "
+                        "tcp://HOST:PORT (a running scheduler); default: $TPV_CLUSTER, else in this process")
     r.set_defaults(fn=cmd_reproduce)
+    pl = sub.add_parser("plan", help="the units a profile needs, which the store holds, and what the rest will cost on "
+                                     "N workers, before anything runs")
+    pl.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default: cpu)")
+    pl.add_argument("--workers", type=int, default=1, help="workers (one GPU, or one CPU machine, each; default: 1)")
+    pl.add_argument("--store", default=None, type=_path,
+                    help="the run store to look in (default: $TPV_STORE, else <tpv cache>/store)")
+    pl.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="as for reproduce")
+    pl.add_argument("--only", default=None, help=f"a comma-separated subset of: {', '.join(EXPERIMENTS)}")
+    pl.add_argument("--flops", type=float, default=None,
+                    help="the workers' FLOP/s (default: the rates of the store's records, else an A100 at 40%%)")
+    pl.add_argument("--scratch", action="store_true",
+                    help="plan the whole run as if the store were empty (still costed at the store's rates)")
+    pl.set_defaults(fn=cmd_plan)
     v = sub.add_parser("verify", help="re-run stored results (run-store record folders) and report whether they match")
     v.add_argument("records", nargs="+", type=_path, help="record folders, e.g. ~/.cache/tpv/store/prompt/<name>")
     v.set_defaults(fn=cmd_verify)

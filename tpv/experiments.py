@@ -23,6 +23,7 @@ from .stats import collapse_share, fmt_budget, fmt_ci, learned, majority_share
 from .regime import norm_ratio
 from .store import Record, RunStore, _jsonable, _slug, data_fingerprint
 from .profiles import Profile, get_profile
+from .cluster import ClusterError, client_for, compute_on, journaled, worker_lm
 
 # %% auto #0
 __all__ = ['Experiment', 'Unit', 'units']
@@ -41,6 +42,7 @@ class Experiment:
         self.out = Path(out_dir or tempfile.mkdtemp(prefix="tpv-figures-"))
         self.out.mkdir(parents=True, exist_ok=True)
         self.t0, self.outputs, self.claims, self.notes, self._lm = time.time(), [], [], [], None
+        self._load = load_lm # how the model is loaded (a cluster worker shares one among its units)
         self.regime = {} # |τ|/|θ₀| of the tuned prompts this experiment rests on (`note_regime`)
         self.gates = {} # task → its sanity gate (`gate`): did its tuned prompts learn it?
         self.used = {} # record → the seconds it took to compute: what the results here cost, stored or not
@@ -50,7 +52,7 @@ class Experiment:
         "The model, loaded on first use."
         if self._lm is None:
             t = time.time()
-            self._lm = load_lm(self.model)
+            self._lm = self._load(self.model)
             self.say(f"loaded {self.model} in {time.time() - t:.1f} s")
         return self._lm
 
@@ -63,6 +65,21 @@ class Experiment:
         "The path stem of an output: `<out>/<experiment>_<what>_<model>_<profile>`."
         return self.out/f"{self.name}_{what}_{_slug(self.model)}_{self.profile}"
 
+    def __reduce__(self):
+        "Pickled by reference (a unit sent to a cluster worker): the worker builds its own, with its own model."
+        return (_on_worker, (self.name, self.P, str(self.store.root)))
+
+_WORKER_EXPERIMENTS = {}
+
+def _on_worker(name:str, P:Profile, root:str) -> Experiment:
+    "The experiment `name` in a cluster worker: built once per process, writing into the shared store at `root`."
+    k = (name, repr(P), root)
+    if k not in _WORKER_EXPERIMENTS:
+        ex = Experiment(name, P, root, Path(tempfile.gettempdir())/"tpv-worker")  # units write records, no outputs
+        ex._load = worker_lm
+        _WORKER_EXPERIMENTS[k] = ex
+    return _WORKER_EXPERIMENTS[k]
+
 # %% ../nbs/14_experiment.ipynb #f23c4049
 @dataclass
 class Unit:
@@ -71,6 +88,7 @@ class Unit:
     keys: list # the store keys of its records
     what: str # what it is, for people
     run: object = None # (indices of the missing keys) → [(result, prompt or None, seconds, config)]
+    gpu: bool = True # runs the model: on a cluster that offers GPU workers, it asks for one (`GPU=1`)
 
 @patch
 def _use(self:Experiment, r:Record) -> Record:
@@ -85,16 +103,35 @@ def missing(self:Experiment, units:list) -> list:
 
 @patch
 def compute(self:Experiment, units:list) -> list[list[Record]]:
-    "The records of every unit, in order; each unit's missing ones computed together by its `run` and stored first."
+    """The records of every unit, in order; each unit's missing ones computed together by its `run` and stored first:
+    here, or with `TPV_CLUSTER` set, by the cluster's workers, the units in parallel."""
+    remote = self._on_cluster(units)
     def announced(u):  # the store finds what is missing once, and says it here, just before computing it
         def run(todo):
             if os.environ.get("TPV_STORE_ONLY"):  # rendering from evidence: nothing may be computed
                 raise TpvError(f"The store lacks {len(todo)} of {len(u.keys)} records of {u.what}, and TPV_STORE_ONLY "
                                "is set, so nothing is computed; the evidence is incomplete.")
+            if remote:
+                raise ClusterError(f"The cluster computed {u.what}, but the store {self.store.root} lacks {len(todo)} "
+                                   "of its records: its workers write elsewhere. Give every worker this store's path "
+                                   "on a filesystem they share.")
             self.say(f"{len(todo)} of {len(u.keys)} records to compute: {u.what}")
             return u.run(todo)
-        return run
+        return journaled(self.store, u, run, "in-process")
     return [[self._use(r) for r in self.store.many(u.kind, u.keys, announced(u), self.say)] for u in units]
+
+@patch
+def _on_cluster(self:Experiment, units:list) -> bool:
+    "Compute the units with missing records on the cluster `TPV_CLUSTER` names, if it names one; did it?"
+    spec = os.environ.get("TPV_CLUSTER")
+    if not spec or os.environ.get("TPV_STORE_ONLY"): return False
+    pending = self.missing(units)
+    if not pending: return False
+    client = client_for(spec, self.model)
+    self.say(f"{len(pending)} unit(s) to compute on the cluster at {client.scheduler.address}: "
+             f"{sum(n for _, n in pending)} records")
+    compute_on(client, [u for u, _ in pending], self.store.root, self.say)
+    return True
 
 # %% ../nbs/14_experiment.ipynb #1247709f
 def _tasks(task:str|list) -> list: return [get_task(t).name for t in ([task] if isinstance(task, str) else task)]
@@ -111,7 +148,7 @@ def origin_unit(self:Experiment, origins) -> Unit:
             out.append(({"hash": o.hash}, o, round(time.time() - t0, 2), None))
         return out
     keys = [{"model": self.model, "origin": f"origin_{i}", "n_tokens": P.n_tokens, "seed": P.origin_seed} for i in idx]
-    return Unit("origin", keys, f"origins {idx}", run)
+    return Unit("origin", keys, f"origins {idx}", run, gpu=False)  # drawn from the embeddings: no GPU needed
 
 @patch
 def origins(self:Experiment, n:int) -> list[SoftPrompt]:
@@ -204,6 +241,12 @@ def evaluate_many(self:Experiment, prompts:list, task:str, split:str="test", n:i
     """The metrics of K prompts on `task` through the store (the `eval_unit`); `n` defaults to the profile's test or
     validation size, `reading` to the profile's."""
     return [r.result for r in self.compute([self.eval_unit(prompts, task, split, n, reading)])[0]]
+
+@patch
+def evaluate_all(self:Experiment, requests:list) -> list[list[dict]]:
+    """The metrics of several K-prompt evaluations at once, each request the arguments of an `eval_unit` (prompts, task,
+    and optionally split, n, reading): one stage, whose units a cluster computes in parallel."""
+    return [[r.result for r in recs] for recs in self.compute([self.eval_unit(*q) for q in requests])]
 
 @patch
 def evaluate(self:Experiment, prompt:SoftPrompt|None, task:str, split:str="test", n:int|None=None) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_reproduce.ipynb #bffeb117
 from __future__ import annotations
-import errno, json, logging, os, platform, re, shutil, sys, tempfile, time
+import contextlib, errno, json, logging, os, platform, re, shutil, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from .experiments import _VERDICTS
 from .paper import HYPERPARAMETERS, PAPER
 from .stats import holm
 from .evidence import claims_section, export_evidence, import_evidence
+from .cluster import check_workers, connect, open_cluster, parse_cluster
 
 # %% auto #0
 __all__ = ['TOLERANCE', 'OUT_MARK', 'RUN_MARK', 'rerun', 'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce',
@@ -271,6 +272,25 @@ def _run_notebook(name:str, profile:str, nbs:Path, nbd:Path, params:dict, timeou
         os.replace(part, dest)
     if failed.exists(): failed.unlink()  # an earlier failure of this notebook, now superseded
 
+@contextlib.contextmanager
+def _cluster_env(spec:str|None, model:str, say):
+    """Open the cluster `spec` names for the notebooks (its workers checked for `model`), and point them at it through
+    `TPV_CLUSTER` until the block ends; with no spec, nothing."""
+    with open_cluster(spec) as addr:
+        if addr is None:
+            yield
+            return
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")] + ["distributed"]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # a lost scheduler is tpv's one line, not Dask's
+        with connect(addr) as c:
+            say(f"cluster {spec} at {addr}: {check_workers(c, model)} worker(s), each with tpv and {model}")
+            was = os.environ.get("TPV_CLUSTER")
+            os.environ["TPV_CLUSTER"] = addr
+            try: yield
+            finally:
+                if was is None: os.environ.pop("TPV_CLUSTER", None)
+                else: os.environ["TPV_CLUSTER"] = was
+
 def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
               out:str|Path="paper_figures", # figures, tables, executed notebooks and README.md
               store:str|Path|None=None, # the run store (default: `$TPV_STORE`, else the tpv cache)
@@ -278,11 +298,14 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
               # settings changed from the profile's, by dotted path ({"few_shot.shots": [0, 10]}), checked first
               overrides:dict|None=None,
               timeout:int|None=None, # per-cell timeout in seconds (default: none)
+              cluster:str|None=None, # local:N or tcp://HOST:PORT (`tpv.cluster`); default: $TPV_CLUSTER, else here
              ) -> dict:
     "Run the experiment notebooks of `profile` through papermill and write `<out>/README.md`."
     if out is None or str(out) == "": raise TpvError("--out names no folder; give a folder for the figures, tables and "
                                                      "README (default: paper_figures).")
     P, out, nbs = get_profile(profile, overrides), Path(out), notebooks_dir()
+    spec = cluster if cluster is not None else os.environ.get("TPV_CLUSTER")
+    parse_cluster(spec)  # a bad one is refused before anything starts
     names = _check_run(only, timeout)
     _check_out(out)
     st = RunStore(store)
@@ -295,12 +318,13 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
     say(f"profile {P.name!r}{' with ' + ', '.join(f'{k}={v!r}' for k, v in overrides.items()) if overrides else ''}: "
         f"{', '.join(names)} on {P.model}; store {st.root}; output {out}/")
     t0, timing = time.time(), {}
-    for i, n in enumerate(names, 1):
-        say(f"({i}/{len(names)}) {n} ...")
-        t = time.time()
-        _run_notebook(n, P.name, nbs, nbd, runs[n], timeout)
-        timing[n] = round(time.time() - t, 1)
-        say(f"({i}/{len(names)}) {n} done in {timing[n]:.0f} s")
+    with _cluster_env(spec, P.model, say):
+        for i, n in enumerate(names, 1):
+            say(f"({i}/{len(names)}) {n} ...")
+            t = time.time()
+            _run_notebook(n, P.name, nbs, nbd, runs[n], timeout)
+            timing[n] = round(time.time() - t, 1)
+            say(f"({i}/{len(names)}) {n} done in {timing[n]:.0f} s")
     readme = write_readme(out, P.name, P.model, timing, round(time.time() - t0, 1))
     ev = export_evidence(out, st, EXPERIMENTS, _slug(P.model), P.name, overrides)
     say(f"the evidence of its claims: {ev} (`tpv recompute {ev}` renders them again without the model)")
@@ -479,7 +503,8 @@ def recompute(evidence:str|Path="paper_figures/evidence", # an evidence folder (
         n = import_evidence(ev, tmp)
         before = os.environ.get("TPV_STORE_ONLY")
         os.environ["TPV_STORE_ONLY"] = "1"
-        try: reproduce(man["profile"], out, tmp, only=man["experiments"], overrides=man.get("overrides") or {})
+        try: reproduce(man["profile"], out, tmp, only=man["experiments"], overrides=man.get("overrides") or {},
+                       cluster="")  # nothing is computed, so no cluster even where TPV_CLUSTER names one
         finally:
             if before is None: del os.environ["TPV_STORE_ONLY"]
             else: os.environ["TPV_STORE_ONLY"] = before
