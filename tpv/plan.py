@@ -139,7 +139,8 @@ def _regime(P:Profile) -> list[Work]:
         for t in R.tasks:
             cells = (tuned(t, U, c) + untuned(U) + [("mixed", t, j, i, h) for i, j in itertools.permutations(U, 2)]
                      + [("sum", *sorted((t, u)), i, 1.0, h) for u in R.tasks if u != t for i in U])
-            w += [eval_work("regime", 2, P, tuned(t, U, c), t, "validation"), eval_work("regime", 2, P, cells, t)]
+            w += [eval_work("regime", 2, P, tuned(t, U, c), t, "validation"),
+                  eval_work("regime", 2, P, cells, t, n=R.n_test)]
     if not R.lengths: return w
     w.append(Work("regime", 3, "lengths", f"input lengths of {', '.join(R.tasks)}", [("lengths", t) for t in R.tasks],
                   gpu=False))

@@ -146,6 +146,7 @@ class Regime:
     lengths:tuple = ()
     # "within noise": the shortest length whose validation macro-F1 is at most this far below the best one is chosen
     length_margin:float = 0.02
+    n_test:int|None = None # test examples per task of the grid's evaluations (None: the profile's `n_test`)
     def __post_init__(self):
         object.__setattr__(self, "tasks", _tasks(self.tasks, "tasks"))
         for f in ("lrs", "lengths"):
@@ -158,7 +159,9 @@ class Regime:
                 (not isinstance(self.lengths, tuple) or not all(whole(x, 8) for x in self.lengths),
                  f"lengths is a list of whole numbers ≥ 8, not {self.lengths!r}"),
                 (not _real(self.length_margin) or self.length_margin < 0,
-                 f"length_margin is a number ≥ 0, not {self.length_margin!r}")])
+                 f"length_margin is a number ≥ 0, not {self.length_margin!r}"),
+                (self.n_test is not None and not whole(self.n_test, 1),
+                 f"n_test is a whole number ≥ 1 or None (the profile's), not {self.n_test!r}")])
 
 # %% ../nbs/13_profiles.ipynb #321184f2
 @dataclass(frozen=True)
@@ -291,10 +294,10 @@ PROFILES = {p.name: p for p in [
             few_shot=FewShot(targets=("tweets_polarity",), shots=(0, 10, 100),
                              inits=("random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"), steps=20,
                              steps_at={100: 40},
-                             batch_size=8, eval_every=10, data_seeds=(42, 43, 44), n_origins=3,
+                             batch_size=8, eval_every=10, data_seeds=(42, 43, 44), n_origins=2,
                              baselines=("spot_multi", "attempt", "mpt"), baseline_shots=(100,)),
             regime=Regime(lrs=(0.003, 0.01, 0.03, 0.3), tasks=("rt_polarity", "bbc_news"), n_origins=3,
-                          lengths=(64, 128))),
+                          lengths=(64, 128), n_test=100)),
     Profile("paper", "t5-base",
             TuneConfig(lr=0.3, warmup_steps=500, batch_size=32, max_steps=10_000, eval_every=10_000, n_validation=None,
                        reading=ReadSpec(style="t5", max_length=256)),
