@@ -77,9 +77,9 @@ def inproc(tmp_path_factory):
 def scheduler(tmp_path):
     "A Dask scheduler and two single-threaded workers started as a user would (`dask scheduler`, `dask worker`)."
     f, procs = tmp_path/"scheduler.json", []
-    def start(*args, **env):
+    def start(*args, cwd=None, **env):
         procs.append(subprocess.Popen([sys.executable, "-m", "dask", *map(str, args)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, env=_env(**env), start_new_session=True))
+                                      stderr=subprocess.DEVNULL, env=_env(**env), start_new_session=True, cwd=cwd))
         return procs[-1]
     start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", f)
     deadline = time.monotonic() + 60
@@ -91,8 +91,8 @@ def scheduler(tmp_path):
         p.wait()
 
 
-def workers(start, addr, n=2, **env):
-    start("worker", addr, "--nworkers", n, "--nthreads", 1, "--no-dashboard", TPV_THREADS=1, **env)
+def workers(start, addr, n=2, cwd=None, **env):
+    start("worker", addr, "--nworkers", n, "--nthreads", 1, "--no-dashboard", cwd=cwd, TPV_THREADS=1, **env)
 
 
 def test_local_cluster_matches_in_process_byte_for_byte(inproc, tmp_path):
@@ -154,15 +154,15 @@ def test_lost_scheduler_is_one_line_and_the_same_command_resumes(inproc, tmp_pat
     computed_once(tmp_path/"store")
 
 
-@pytest.mark.xfail(strict=True, reason="known failing (2026-12-03): the worker started with PYTHONPATH=<an edited copy> "
-                   "computes instead of refusing; the refusal itself is tested in nbs/13b_cluster")
 def test_a_worker_with_other_tpv_code_is_refused_by_name(tmp_path, scheduler):
     import tpv
     other = tmp_path/"other"
     shutil.copytree(Path(tpv.__file__).parent, other/"tpv")
     with open(other/"tpv"/"stats.py", "a") as f: f.write("\n# an edit this run does not have\n")
     addr, start, _ = scheduler
-    workers(start, addr, n=1, PYTHONPATH=os.pathsep.join([str(other), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    # started outside the checkout: `python -m` puts the working folder first on sys.path, and the checkout's own
+    # tpv/ would be imported before the edited copy
+    workers(start, addr, n=1, cwd=other, PYTHONPATH=os.pathsep.join([str(other), *filter(None, [os.environ.get("PYTHONPATH")])]))
     r = reproduce(tmp_path/"out", tmp_path/"store", "--cluster", addr)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     line = r.stderr.strip().splitlines()[-1]
