@@ -85,7 +85,10 @@ def section(o: dict, inproc: float, local2: float, plan_row: str) -> str:
         "reference), the scheduler's round trip, and the client reading the records back from the store. On this "
         "machine's two cores, `local:2` cannot be faster than one process that already uses both cores for torch: "
         "each worker gets one thread, each loads its own model, and every unit pays the overhead above; the cluster "
-        "path is for more cores or GPUs than one process can use, not for this machine.", END])
+        "path is for more cores or GPUs than one process can use, not for this machine."
+        + (" The planner's figure is an upper bound by construction: it prices every input at the profile's maximum "
+           "length and every λ search of the addition experiment at its most evaluations, with rates measured from "
+           "the run's own records." if plan_row else ""), END])
 
 
 def main(argv=None):
