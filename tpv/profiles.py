@@ -175,6 +175,8 @@ class Profile:
     n_origins:int = 2 # random origins (the paper: 10)
     n_tokens:int = 4 # prompt rows
     n_test:int|None = 16 # test examples per task (None: all)
+    # {task: input length} for the tasks read at another length than `tune.reading.max_length` (the regime measures it)
+    task_lengths:dict|None = None
     origin_seed:int = 1024 # the seed the origins are sampled with (the paper's)
     cross_origin:CrossOrigin = CrossOrigin()
     addition:Addition = Addition()
@@ -183,6 +185,11 @@ class Profile:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", _tasks(self.tasks, "tasks"))
+        if isinstance(self.task_lengths, dict) and self.task_lengths:
+            _check(self, [(not all(whole(v, 8) for v in self.task_lengths.values()),
+                           f"task_lengths gives each task a whole number ≥ 8, not {self.task_lengths!r}")])
+            names = _tasks(tuple(self.task_lengths), "task_lengths")
+            object.__setattr__(self, "task_lengths", dict(zip(names, self.task_lengths.values())))
         sections = {"tune": TuneConfig, "cross_origin": CrossOrigin, "addition": Addition, "few_shot": FewShot,
                     "regime": Regime}
         _check(self,
@@ -196,10 +203,20 @@ class Profile:
                       (not whole(self.n_tokens, 1), f"n_tokens is a whole number ≥ 1, not {self.n_tokens!r}"),
                       (self.n_test is not None and not whole(self.n_test, 1),
                        f"n_test is a whole number ≥ 1 or None (all), not {self.n_test!r}"),
+                      (self.task_lengths is not None and not isinstance(self.task_lengths, dict),
+                       f"task_lengths is a dict {{task: input length}} or None, not {self.task_lengths!r}"),
                       (not is_seed(self.origin_seed), "origin_seed is a whole number from 0 to 2**32 - 1, not "
                                                       f"{self.origin_seed!r}")])
 
 # %% ../nbs/13_profiles.ipynb #455ea33d
+@patch
+def tune_for(self:Profile, task:str|list) -> TuneConfig:
+    """The profile's tuning config for `task` (a list: multi-task), its inputs read at the task's own length where
+    `task_lengths` gives one (the longest of a multi-task list's)."""
+    own = self.task_lengths or {}
+    L = [n for t in ([task] if isinstance(task, str) else task) if (n := own.get(get_task(t).name))]
+    return replace(self.tune, reading=replace(self.tune.reading, max_length=max(L))) if L else self.tune
+
 def settings(obj, prefix:str="") -> dict:
     "Every setting of a profile (or a section of one) by its dotted path: path → value."
     out = {}
@@ -289,6 +306,7 @@ PROFILES = {p.name: p for p in [
             TuneConfig(lr=0.01, warmup_steps=4, batch_size=8, max_steps=40, eval_every=10, n_validation=32,
                        reading=ReadSpec(style="t5", max_length=64), loss="label", select="macro_f1", keep_init=True),
             ("rt_polarity", "amazon_polarity", "bbc_news"), n_origins=5, n_tokens=20, n_test=200,
+            task_lengths={"bbc_news": 128},  # what the regime chose on validation (the run of 2026-12-03)
             cross_origin=CrossOrigin(mixed_per_origin=2),  # each origin gets 2 others' vectors
             addition=Addition(lambdas=(0.0, 0.25, 0.5, 0.75, 1.0)),
             few_shot=FewShot(targets=("tweets_polarity",), shots=(0, 10, 100),
