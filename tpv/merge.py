@@ -28,10 +28,21 @@ class MergeError(TpvError, ValueError):
 
 def _canon(m:str) -> str: return HUB_IDS.get(m, m)
 
+def _folder(m:str) -> bool: return bool(m) and Path(m).expanduser().is_dir()
+
 def common_model(prompts:list, names:list, model:str|None=None) -> str:
-    "The adapters' one base model (`model` where given), as tpv names it, or a refusal naming the one that differs."
-    known = ([("--model", model)] if model else []) + [(n, p.model) for n, p in zip(names, prompts) if p.model]
-    if not known: raise MergeError(f"No adapter names its base model ({', '.join(names)}); pass --model NAME.")
+    """The adapters' one base model (`model` where given), as tpv names it, or a refusal naming the one that differs. An
+    adapter that names a local model folder (PEFT records the path it trained from) is taken at `model`'s word."""
+    named = [(n, p.model) for n, p in zip(names, prompts) if p.model]
+    folders = sorted({m for _, m in named if _folder(m)})
+    known = ([("--model", model)] if model else []) + [(n, m) for n, m in named if not _folder(m)]
+    if not known and len(folders) == 1: return folders[0]
+    if not known: raise MergeError(f"No adapter names its base model as tpv knows it ({', '.join(names)}); pass "
+                                   "--model NAME.")
+    if folders and not model:
+        n = next(n for n, m in named if _folder(m))
+        raise MergeError(f"{n} names the model folder {next(m for k, m in named if k == n)}; pass --model NAME to say "
+                         f"which model it is (the others are {known[0][1]!r}).")
     for n, m in known[1:]:
         if _canon(m) != _canon(known[0][1]):
             raise MergeError(f"{n} is an adapter of {m!r}, but {known[0][0]} of {known[0][1]!r}; merge adapters of "
