@@ -118,13 +118,15 @@ def _addition(P:Profile) -> list[Work]:
     w += [eval_work("addition", 3, P, [("sum", a, b, i, lam, h(a, b)) for lam in lams], t, "validation")
           for a, b, i in combos for t in (a, b)]
     w += [eval_work("addition", 4, P, [("chosen", a, b, i, h(a, b))], t) for a, b, i in combos for t in (a, b)]
-    # the merge variants: a λ per task by coordinate ascent (one round: the start, then each grid value of each λ, at
-    # most), then four merges on test, one evaluation after another in the notebook's loop: one unit each
+    # the merge study: each merge's λ grid on validation; a λ per task and per token group by coordinate ascent (one
+    # round: the start, then each grid value of each λ, at most), one evaluation after another; then every variant
+    # (the sum, the two searched weightings, each merge) on test
     V = [(a, b, i) for a, b, i in combos if i < A.variant_origins]
     L, t0 = _tokens(P, P.tune), P.tasks[0]
-    searches = [("search", a, b, i, c, t) for a, b, i in V for c in range(1 + 2 * len(lams)) for t in (a, b)]
-    variants = [("variant", a, b, i, m, t) for a, b, i in V for m in range(4) for t in (a, b)]
-    return w + [Work("addition", 5, "eval", "λ per task, searched on validation", searches,
+    tries = len(A.merges) * len(lams) + 2 + (2 + A.token_groups) * len(lams)
+    searches = [("search", a, b, i, c, t) for a, b, i in V for c in range(tries) for t in (a, b)]
+    variants = [("variant", a, b, i, m, t) for a, b, i in V for m in range(3 + len(A.merges)) for t in (a, b)]
+    return w + [Work("addition", 5, "eval", "the merges' λs, searched on validation", searches,
                      eval_tokens=L * examples(P, t0, "validation")),
                 Work("addition", 6, "eval", "merge variants on test", variants,
                      eval_tokens=L * examples(P, t0, "test"))]
