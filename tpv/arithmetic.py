@@ -93,6 +93,7 @@ def _magnitude_prune(tensors, weights, density:float=0.5):
 # %% ../nbs/07_arithmetic.ipynb #af5b2095
 def _merge(method:str) -> Merge:
     "The registered merge `method`, or a clear refusal with the close names."
+    import tpv.merges  # noqa: F401 (registers the matrix merges of `nbs/07b_merges.ipynb`)
     if method in MERGES: return MERGES[method]
     hint = did_you_mean(method, MERGES)
     raise TpvError(f"Unknown merge method {method!r}{'; ' + hint if hint else ''}; use one of {', '.join(MERGES)}.")

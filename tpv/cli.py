@@ -14,9 +14,12 @@ from .profiles import EXPERIMENTS, PROFILES, describe, get_profile, parse_overri
 from .reproduce import recompute, reproduce, rerun
 from .plan import describe_plan, plan
 from .models import default_device, known_models, machine
+from .arithmetic import MERGES
+from .merge import MergeError, merge_adapters
 
 # %% auto #0
-__all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'cmd_plan', 'cmd_recompute', 'parser', 'main']
+__all__ = ['RUN_PROFILES', 'cmd_info', 'cmd_models', 'cmd_reproduce', 'cmd_verify', 'cmd_plan', 'cmd_recompute', 'cmd_merge',
+           'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #f9f769ce
 # the profiles `tpv reproduce` offers ("test" is the notebooks' own)
@@ -102,11 +105,60 @@ def cmd_recompute(args) -> int:
           f"the claims tables of {r['readme']} are {verdict} {where}", flush=True)
     return 0 if r["identical"] else 1
 
+# %% ../nbs/16_cli.ipynb #98c10735
+def _numbers(text:str|None, what:str) -> list|None:
+    "A comma-separated list of numbers (`--weights 0.5,1`), or a one-line refusal."
+    if text is None: return None
+    try: return [float(x) for x in text.split(",")]
+    except ValueError: pass
+    raise MergeError(f"{what} is a comma-separated list of numbers, like 0.5,0.5, not {text!r}.")
+
+def _params(items:list) -> dict:
+    "`--param NAME=VALUE` arguments: each value read as a Python literal (never run), else kept as text."
+    from tpv.profiles import _literal
+    out = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        if not eq or not name.strip(): raise MergeError(f"--param takes NAME=VALUE (like density=0.9), not {item!r}.")
+        out[name.strip()] = _literal(text.strip())
+    return out
+
+def cmd_merge(args) -> int:
+    "Merge prompt-tuning adapters into one PEFT adapter folder; with `--eval TASK`, print the test scores too."
+    r = merge_adapters(args.adapters, args.out, args.method, _numbers(args.weights, "--weights"), args.lam,
+                       args.origin, args.model, args.store, args.overwrite, args.eval, args.n_test,
+                       **_params(args.param))
+    said = ", ".join(f"{k}={v}" for k, v in r.card["settings"].items())
+    print(f"tpv merge: {len(args.adapters)} adapter(s) by {args.method}{f' ({said})' if said else ''}, weights "
+          f"{r.card['weights']}, origin {r.card['origin']}: {r.path} (the merge itself {r.ms:.2f} ms)", flush=True)
+    if r.scores is not None: print(r.scores.to_string(index=False), flush=True)
+    return 0
+
+
 # %% ../nbs/16_cli.ipynb #57aa009c
 def _path(s:str) -> str:
     "A path argument: any text the filesystem can take (no NUL byte, which no path can hold)."
     if "\x00" in s: raise argparse.ArgumentTypeError(f"{s!r} is not a path: it holds a NUL byte")
     return s
+
+def _merge_parser(sub):
+    import tpv.merges  # noqa: F401 (the matrix merges, for the list below)
+    m = sub.add_parser("merge", help="merge prompt-tuning adapters (tpv's or PEFT's) into one PEFT adapter")
+    m.add_argument("adapters", nargs="+", type=_path, help="prompt-tuning adapter folders")
+    m.add_argument("--out", required=True, type=_path, help="the adapter folder to write")
+    m.add_argument("--method", default="sum", help=f"one of {', '.join(MERGES)} (default: sum)")
+    m.add_argument("--weights", default=None, help="one weight per adapter, comma-separated (default: 1 each)")
+    m.add_argument("--lambda", dest="lam", type=float, default=None, help="one weight for every adapter")
+    m.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting of the method, e.g. --param density=0.9 (repeatable)")
+    m.add_argument("--origin", default=None, type=_path, help="the origin's adapter folder (default: the run store's, "
+                                                              "found by hash; none for adapters that record none)")
+    m.add_argument("--model", default=None, help="the base model, where an adapter does not name it")
+    m.add_argument("--store", default=None, type=_path, help="the run store to find origins in")
+    m.add_argument("--overwrite", action="store_true", help="replace --out even if tpv did not write it")
+    m.add_argument("--eval", default=None, metavar="TASK", help="score the merge and each input on TASK's test split")
+    m.add_argument("--n-test", type=int, default=200, help="test examples for --eval (default: 200)")
+    m.set_defaults(fn=cmd_merge)
 
 def parser() -> argparse.ArgumentParser:
     "The `tpv` argument parser."
@@ -159,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, type=_path, help="where the new README, figures and tables go (default: a "
                                                             "new temporary folder)")
     c.set_defaults(fn=cmd_recompute)
+    _merge_parser(sub)
     return p
 
 def main(argv:list[str]|None=None) -> int:

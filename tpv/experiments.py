@@ -137,6 +137,11 @@ def _on_cluster(self:Experiment, units:list) -> bool:
 def _tasks(task:str|list) -> list: return [get_task(t).name for t in ([task] if isinstance(task, str) else task)]
 
 @patch
+def config_for(self:Experiment, task:str|list) -> TuneConfig:
+    "The profile's tuning config for `task`, read at the task's own input length where it has one (`Profile.tune_for`)."
+    return self.P.tune_for(task)
+
+@patch
 def origin_unit(self:Experiment, origins) -> Unit:
     "The origins of these indices (the paper's vocabulary-sampled inits) as one unit of work."
     idx, P = list(origins), self.P
@@ -163,7 +168,7 @@ def origin(self:Experiment, i:int) -> SoftPrompt:
 @patch
 def prompt_key(self:Experiment, task:str|list, i:int, config:TuneConfig|None=None) -> dict:
     "The store key of the prompt tuned on `task` (a list: multi-task) from origin `i` (under `config`: the profile's)."
-    tasks, cfg = _tasks(task), config or self.config
+    tasks, cfg = _tasks(task), config or self.config_for(task)
     return {"model": self.model, "origin": f"origin_{i}", "task": "+".join(tasks), "method": "pt",
             "seed": cfg.seed,
             "origin_hash": self.origin(i).hash, "config": cfg.hash(),
@@ -174,7 +179,7 @@ def prompt_key(self:Experiment, task:str|list, i:int, config:TuneConfig|None=Non
 def tune_unit(self:Experiment, task:str|list, origins, config:TuneConfig|None=None) -> Unit:
     """The prompts tuned on `task` (a list: multi-task) from these origins under `config` (default: the profile's): one
     unit, its missing prompts tuned in one loop."""
-    idx, cfg = list(origins), config or self.config
+    idx, cfg = list(origins), config or self.config_for(task)
     keys = [self.prompt_key(task, i, cfg) for i in idx]
     def run(todo):
         self.say(f"tuning {len(todo)} prompt(s) in one loop ({cfg.max_steps} steps, lr {cfg.lr}): "
@@ -214,7 +219,7 @@ def eval_key(self:Experiment, prompt:SoftPrompt|None, task:str, split:str, n:int
              reading:ReadSpec|None=None) -> dict:
     "The store key of an evaluation: the prompt's content, the data, and how it was read (`reading`) and scored."
     return {"model": self.model, "task": task, "method": "eval", "split": split, "n": n,
-            "reading": (reading or self.config.reading).to_dict(), "scoring": "rank",
+            "reading": (reading or self.config_for(task).reading).to_dict(), "scoring": "rank",
             "prompt": prompt.hash if prompt is not None else None, "data": data_fingerprint(task)}
 
 @patch
@@ -222,7 +227,8 @@ def eval_unit(self:Experiment, prompts:list, task:str, split:str="test", n:int|N
               reading:ReadSpec|None=None) -> Unit:
     """The evaluations of K prompts (None: the bare model) on `task`, read as `reading` says (default: the profile's):
     one unit, the missing ones scored in one K-prompt pass."""
-    task, spec = get_task(task).name, reading or self.config.reading
+    task = get_task(task).name
+    spec = reading or self.config_for(task).reading
     n = n if n is not None else (self.P.n_test if split == "test" else self.config.n_validation)
     def run(todo):
         t0 = time.time()

@@ -75,7 +75,7 @@ def tune_work(name:str, stage:int, P:Profile, task:str|tuple, idx, cfg:TuneConfi
 def eval_work(name:str, stage:int, P:Profile, prompts:list, task:str, split:str="test", n:int|None=None,
               cfg:TuneConfig|None=None) -> Work:
     "The evaluations of the named `prompts` on `task`'s `split` (read as `cfg` reads), one K-prompt pass."
-    cfg, m = cfg or P.tune, examples(P, task, split, n)
+    cfg, m = cfg or P.tune_for(task), examples(P, task, split, n)
     n = n if n is not None else P.n_test if split == "test" else P.tune.n_validation  # as the store key has it
     return Work(name, stage, "eval", f"{len(prompts)} prompt(s) on {task} {split}",
                 [("eval", p, task, split, n, cfg.reading.max_length) for p in prompts], eval_tokens=m * _tokens(P, cfg))
@@ -94,36 +94,39 @@ def untuned(idx) -> list:
 def _sources(name:str, P:Profile, tasks, n:int, stage:int=2) -> list[Work]:
     "Origins, a tuning loop per task, and a pass per task over its prompts and the untuned origins (the sanity gate)."
     U = range(n)
-    return ([origins_work(name, n)] + [tune_work(name, 1, P, t, U, P.tune) for t in tasks]
-            + [eval_work(name, stage, P, tuned(t, U, P.tune) + untuned(U), t) for t in tasks])
+    return ([origins_work(name, n)] + [tune_work(name, 1, P, t, U, P.tune_for(t)) for t in tasks]
+            + [eval_work(name, stage, P, tuned(t, U, P.tune_for(t)) + untuned(U), t) for t in tasks])
 
 @planner("similarity")
 def _similarity(P:Profile) -> list[Work]: return _sources("similarity", P, P.tasks, P.n_origins)
 
 @planner("cross_origin")
 def _cross_origin(P:Profile) -> list[Work]:
-    n, h = P.n_origins, P.tune.hash()
+    n = P.n_origins
     k = P.cross_origin.mixed_per_origin or n - 1
     pairs = [(i, (i + d) % n) for i in range(n) for d in range(1, k + 1)]
     return _sources("cross_origin", P, P.tasks, n)[:-len(P.tasks)] + [
-        eval_work("cross_origin", 2, P, tuned(t, range(n), P.tune) + untuned(range(n))
-                  + [("mixed", t, j, i, h) for i, j in pairs], t) for t in P.tasks]
+        eval_work("cross_origin", 2, P, tuned(t, range(n), P.tune_for(t)) + untuned(range(n))
+                  + [("mixed", t, j, i, P.tune_for(t).hash()) for i, j in pairs], t) for t in P.tasks]
 
 @planner("addition")
 def _addition(P:Profile) -> list[Work]:
-    A, n, h, lams = P.addition, P.n_origins, P.tune.hash(), list(P.addition.lambdas)
+    A, n, lams = P.addition, P.n_origins, list(P.addition.lambdas)
     combos = [(a, b, i) for a, b in itertools.combinations(P.tasks, 2) for i in range(n)]
+    h = lambda a, b: (P.tune_for(a).hash(), P.tune_for(b).hash())  # each vector's own config
     w = _sources("addition", P, P.tasks, n)
-    w += [eval_work("addition", 3, P, [("sum", a, b, i, lam, h) for lam in lams], t, "validation")
+    w += [eval_work("addition", 3, P, [("sum", a, b, i, lam, h(a, b)) for lam in lams], t, "validation")
           for a, b, i in combos for t in (a, b)]
-    w += [eval_work("addition", 4, P, [("chosen", a, b, i, h)], t) for a, b, i in combos for t in (a, b)]
-    # the merge variants: a λ per task by coordinate ascent (one round: the start, then each grid value of each λ, at
-    # most), then four merges on test, one evaluation after another in the notebook's loop: one unit each
+    w += [eval_work("addition", 4, P, [("chosen", a, b, i, h(a, b))], t) for a, b, i in combos for t in (a, b)]
+    # the merge study: each merge's λ grid on validation; a λ per task and per token group by coordinate ascent (one
+    # round: the start, then each grid value of each λ, at most), one evaluation after another; then every variant
+    # (the sum, the two searched weightings, each merge) on test
     V = [(a, b, i) for a, b, i in combos if i < A.variant_origins]
     L, t0 = _tokens(P, P.tune), P.tasks[0]
-    searches = [("search", a, b, i, c, t) for a, b, i in V for c in range(1 + 2 * len(lams)) for t in (a, b)]
-    variants = [("variant", a, b, i, m, t) for a, b, i in V for m in range(4) for t in (a, b)]
-    return w + [Work("addition", 5, "eval", "λ per task, searched on validation", searches,
+    tries = len(A.merges) * len(lams) + 2 + (2 + A.token_groups) * len(lams)
+    searches = [("search", a, b, i, c, t) for a, b, i in V for c in range(tries) for t in (a, b)]
+    variants = [("variant", a, b, i, m, t) for a, b, i in V for m in range(3 + len(A.merges)) for t in (a, b)]
+    return w + [Work("addition", 5, "eval", "the merges' λs, searched on validation", searches,
                      eval_tokens=L * examples(P, t0, "validation")),
                 Work("addition", 6, "eval", "merge variants on test", variants,
                      eval_tokens=L * examples(P, t0, "test"))]
@@ -132,13 +135,17 @@ def _addition(P:Profile) -> list[Work]:
 @planner("regime")
 def _regime(P:Profile) -> list[Work]:
     R, U = P.regime, range(P.regime.n_origins)
-    cfgs = [replace(P.tune, lr=float(lr)) for lr in sorted(R.lrs)]
-    w = [origins_work("regime", R.n_origins)] + [tune_work("regime", 1, P, t, U, c) for c in cfgs for t in R.tasks]
-    for c in cfgs:
-        h = c.hash()
+    lrs = sorted(R.lrs)
+    cfg = {(lr, t): replace(P.tune_for(t), lr=float(lr)) for lr in lrs for t in R.tasks}  # each task at its own length
+    w = [origins_work("regime", R.n_origins)]
+    w += [tune_work("regime", 1, P, t, U, cfg[lr, t]) for lr in lrs for t in R.tasks]
+    for lr in lrs:
+        h = lambda *ts: tuple(cfg[lr, t].hash() for t in ts)
         for t in R.tasks:
-            cells = (tuned(t, U, c) + untuned(U) + [("mixed", t, j, i, h) for i, j in itertools.permutations(U, 2)]
-                     + [("sum", *sorted((t, u)), i, 1.0, h) for u in R.tasks if u != t for i in U])
+            c = cfg[lr, t]
+            cells = (tuned(t, U, c) + untuned(U)
+                     + [("mixed", t, j, i, c.hash()) for i, j in itertools.permutations(U, 2)]
+                     + [("sum", *sorted((t, u)), i, 1.0, h(*sorted((t, u)))) for u in R.tasks if u != t for i in U])
             w += [eval_work("regime", 2, P, tuned(t, U, c), t, "validation"),
                   eval_work("regime", 2, P, cells, t, n=R.n_test)]
     if not R.lengths: return w
@@ -146,9 +153,10 @@ def _regime(P:Profile) -> list[Work]:
                   gpu=False))
     # at the learning rate the grid chooses (assumed: the profile's own) and every length; a length no input of a task
     # reaches is skipped by the notebook, so this is at most what it tunes
-    at = {L: replace(P.tune, reading=replace(P.tune.reading, max_length=L)) for L in sorted(R.lengths)}
-    w += [tune_work("regime", 4, P, t, U, c) for L, c in at.items() if L != P.tune.reading.max_length for t in R.tasks]
-    return w + [eval_work("regime", 5, P, tuned(t, U, c), t, "validation", cfg=c) for c in at.values() for t in R.tasks]
+    at = {(t, L): replace(P.tune_for(t), reading=replace(P.tune_for(t).reading, max_length=L))
+          for t in R.tasks for L in sorted(R.lengths)}
+    w += [tune_work("regime", 4, P, t, U, c) for (t, L), c in at.items() if L != P.tune_for(t).reading.max_length]
+    return w + [eval_work("regime", 5, P, tuned(t, U, c), t, "validation", cfg=c) for (t, _), c in at.items()]
 
 @planner("few_shot")
 def _few_shot(P:Profile) -> list[Work]:
@@ -157,9 +165,10 @@ def _few_shot(P:Profile) -> list[Work]:
     inits, seeds = list(fs.inits), list(fs.data_seeds)
     baselines = [b for b in fs.baselines if b not in inits]
     w = _sources("few_shot", P, fs.sources, len(U))
-    if "multi" in init_needs(inits + baselines): w.append(tune_work("few_shot", 1, P, tuple(fs.sources), U, P.tune))
+    if "multi" in init_needs(inits + baselines):
+        w.append(tune_work("few_shot", 1, P, tuple(fs.sources), U, P.tune_for(list(fs.sources))))
     for t, k in itertools.product(fs.targets, fs.shots):
-        c = fs.config(k, P.tune)
+        c = fs.config(k, P.tune_for(t))
         L, checks = _tokens(P, c), (max(1, c.max_steps // c.eval_every) if c.eval_every else 1) if k else 0
         for seed in seeds if k else seeds[:1]:
             names = inits + (baselines if k in fs.baseline_shots and seed == seeds[0] else [])
@@ -169,7 +178,8 @@ def _few_shot(P:Profile) -> list[Work]:
                           (checks * examples(P, t, "validation") + examples(P, t, "test")) * L))
     spots = [i.split(":", 1)[1] for i in inits if i.startswith("spot:")]
     if 0 in fs.shots and "tpv_sum" in inits:  # the best SPoT at 0 shots is chosen by its prompts' validation scores
-        w += [eval_work("few_shot", 4, P, tuned(s, U, P.tune), t, "validation") for t in fs.targets for s in spots]
+        w += [eval_work("few_shot", 4, P, tuned(s, U, P.tune_for(s)), t, "validation")
+              for t in fs.targets for s in spots]
     return w
 
 # %% ../nbs/15b_plan.ipynb #88897ded
@@ -259,8 +269,8 @@ class Lookup:
             p, oj = self.prompt(("tuned", a[0], a[1], a[3])), self.prompt(("origin", a[1]))
             oi = self.prompt(("origin", a[2]))
             return None if None in (p, oj, oi) else V.from_prompts(p, oj).apply_to(oi)
-        if kind == "sum":  # (a, b, i, λ, config): origin i + λ(τ_a + τ_b)
-            pa, pb = self.prompt(("tuned", a[0], a[2], a[4])), self.prompt(("tuned", a[1], a[2], a[4]))
+        if kind == "sum":  # (a, b, i, λ, (config of a, config of b)): origin i + λ(τ_a + τ_b)
+            pa, pb = self.prompt(("tuned", a[0], a[2], a[4][0])), self.prompt(("tuned", a[1], a[2], a[4][1]))
             o = self.prompt(("origin", a[2]))
             return None if None in (pa, pb, o) else (V.from_prompts(pa, o) + V.from_prompts(pb, o)).apply_to(o, a[3])
         if kind == "chosen":  # (a, b, i, config): the sum at the λ the notebook keeps, once its grid is stored

@@ -50,17 +50,32 @@ class CrossOrigin:
 class Addition:
     "The addition experiment's own settings (`nbs/experiments/addition.ipynb`)."
     lambdas:tuple = (0.0, 0.5, 1.0) # the λ grid searched on validation (the paper: 0, 0.05, …, 1)
-    variant_origins:int = 1 # on how many origins the per-task-λ, TIES and DARE variants run
+    # on how many origins the merge study runs (its λs per task and token, and `merges`): 0 for none, else 2 or more
+    variant_origins:int = 2
     density:float = 0.5 # the share of entries TIES / DARE keep
+    # the registered merges (`tpv.arithmetic.MERGES`) the study compares with the paper's sum, each at its own λ
+    merges:tuple = ("ties", "dare_linear", "breadcrumbs", "tsv_m", "iso_c")
+    token_groups:int = 4 # the λ per prompt token: one λ per group of neighbouring tokens, searched on validation
     def __post_init__(self):
-        if isinstance(self.lambdas, list): object.__setattr__(self, "lambdas", tuple(self.lambdas))
+        from tpv.arithmetic import _merge
+        for f in ("lambdas", "merges"):
+            if isinstance(getattr(self, f), list): object.__setattr__(self, f, tuple(getattr(self, f)))
+        if isinstance(self.merges, tuple):
+            for m in self.merges:
+                try: _merge(m)
+                except TpvError as e: raise ProfileError(f"addition.merges: {e}") from None
         _check(self,
                [(not isinstance(self.lambdas, tuple) or not self.lambdas or not all(map(_real, self.lambdas)),
                  f"lambdas is a non-empty list of numbers, not {self.lambdas!r}"),
-                      (not whole(self.variant_origins), "variant_origins is a whole number ≥ 0, not "
-                                                        f"{self.variant_origins!r}"),
+                      (not whole(self.variant_origins) or self.variant_origins == 1,
+                       f"variant_origins is 0 (no merge study) or a whole number ≥ 2 (an interval needs two origins), "
+                       f"not {self.variant_origins!r}"),
                       (not _real(self.density) or not 0 < self.density <= 1,
-                       f"density is the share of entries kept, in (0, 1], not {self.density!r}")])
+                       f"density is the share of entries kept, in (0, 1], not {self.density!r}"),
+                      (not isinstance(self.merges, tuple) or not all(isinstance(m, str) for m in self.merges),
+                       f"merges is a list of merge names, not {self.merges!r}"),
+                      (not whole(self.token_groups, 1),
+                       f"token_groups is a whole number ≥ 1, not {self.token_groups!r}")])
 
 # %% ../nbs/13_profiles.ipynb #9bde68c4
 @dataclass(frozen=True)
@@ -175,6 +190,8 @@ class Profile:
     n_origins:int = 2 # random origins (the paper: 10)
     n_tokens:int = 4 # prompt rows
     n_test:int|None = 16 # test examples per task (None: all)
+    # {task: input length} for the tasks read at another length than `tune.reading.max_length` (the regime measures it)
+    task_lengths:dict|None = None
     origin_seed:int = 1024 # the seed the origins are sampled with (the paper's)
     cross_origin:CrossOrigin = CrossOrigin()
     addition:Addition = Addition()
@@ -183,6 +200,11 @@ class Profile:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", _tasks(self.tasks, "tasks"))
+        if isinstance(self.task_lengths, dict) and self.task_lengths:
+            _check(self, [(not all(whole(v, 8) for v in self.task_lengths.values()),
+                           f"task_lengths gives each task a whole number ≥ 8, not {self.task_lengths!r}")])
+            names = _tasks(tuple(self.task_lengths), "task_lengths")
+            object.__setattr__(self, "task_lengths", dict(zip(names, self.task_lengths.values())))
         sections = {"tune": TuneConfig, "cross_origin": CrossOrigin, "addition": Addition, "few_shot": FewShot,
                     "regime": Regime}
         _check(self,
@@ -196,10 +218,20 @@ class Profile:
                       (not whole(self.n_tokens, 1), f"n_tokens is a whole number ≥ 1, not {self.n_tokens!r}"),
                       (self.n_test is not None and not whole(self.n_test, 1),
                        f"n_test is a whole number ≥ 1 or None (all), not {self.n_test!r}"),
+                      (self.task_lengths is not None and not isinstance(self.task_lengths, dict),
+                       f"task_lengths is a dict {{task: input length}} or None, not {self.task_lengths!r}"),
                       (not is_seed(self.origin_seed), "origin_seed is a whole number from 0 to 2**32 - 1, not "
                                                       f"{self.origin_seed!r}")])
 
 # %% ../nbs/13_profiles.ipynb #455ea33d
+@patch
+def tune_for(self:Profile, task:str|list) -> TuneConfig:
+    """The profile's tuning config for `task` (a list: multi-task), its inputs read at the task's own length where
+    `task_lengths` gives one (the longest of a multi-task list's)."""
+    own = self.task_lengths or {}
+    L = [n for t in ([task] if isinstance(task, str) else task) if (n := own.get(get_task(t).name))]
+    return replace(self.tune, reading=replace(self.tune.reading, max_length=max(L))) if L else self.tune
+
 def settings(obj, prefix:str="") -> dict:
     "Every setting of a profile (or a section of one) by its dotted path: path → value."
     out = {}
@@ -283,14 +315,16 @@ def _tiny(select:str) -> TuneConfig:
 PROFILES = {p.name: p for p in [
     Profile("test", "tiny-llama", _tiny("loss"), ("rt_polarity", "amazon_polarity", "snli"),
             few_shot=FewShot(data_seeds=(42, 43), baselines=("attempt", "mpt"), baseline_shots=(4,)),
-            regime=Regime(lengths=(48, 256))),
-    Profile("smoke", "tiny-llama", _tiny("macro_f1"), ("rt_polarity", "amazon_polarity", "snli")),
+            addition=Addition(token_groups=2), regime=Regime(lengths=(48, 256))),
+    Profile("smoke", "tiny-llama", _tiny("macro_f1"), ("rt_polarity", "amazon_polarity", "snli"),
+            addition=Addition(variant_origins=0)),  # the merge study is the test profile's
     Profile("cpu", "smollm2-135m-instruct",
             TuneConfig(lr=0.01, warmup_steps=4, batch_size=8, max_steps=40, eval_every=10, n_validation=32,
                        reading=ReadSpec(style="t5", max_length=64), loss="label", select="macro_f1", keep_init=True),
             ("rt_polarity", "amazon_polarity", "bbc_news"), n_origins=5, n_tokens=20, n_test=200,
+            task_lengths={"bbc_news": 128},  # what the regime chose on validation (the run of 2026-12-03)
             cross_origin=CrossOrigin(mixed_per_origin=2),  # each origin gets 2 others' vectors
-            addition=Addition(lambdas=(0.0, 0.25, 0.5, 0.75, 1.0)),
+            addition=Addition(lambdas=(0.0, 0.25, 0.5, 0.75, 1.0), variant_origins=2),
             few_shot=FewShot(targets=("tweets_polarity",), shots=(0, 10, 100),
                              inits=("random", "spot:rt_polarity", "spot:amazon_polarity", "tpv_sum"), steps=20,
                              steps_at={100: 40},

@@ -192,6 +192,7 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
                 overwrite:bool=False, # replace `path` even if it holds something else
                 # the prompt's scores, if known, for its model card (e.g. {"rt_polarity test macro-F1": 0.80})
                 metrics:dict|None=None,
+                facts:dict|None=None, # more label → value lines for the model card (how a merge made it, say)
                ) -> Path:
     "Save `prompt` as a PEFT prompt-tuning adapter directory."
     from peft import PromptTuningConfig, TaskType
@@ -207,7 +208,7 @@ def save_prompt(prompt:SoftPrompt, # the prompt to save
         cfg.save_pretrained(str(d))
         save_file({"prompt_embeddings": prompt.tensor}, str(d/ADAPTER_WEIGHTS), metadata={"tpv": json.dumps(meta)})
         (d/"README.md").write_text(model_card(f"Soft prompt ({prompt.init}) for {prompt.model}", prompt.model,
-                                              _prompt_facts(prompt, metrics)))
+                                              _prompt_facts(prompt, metrics) | (facts or {})))
     return Path(path)
 
 def load_prompt(path:str|Path) -> SoftPrompt:

@@ -24,6 +24,7 @@ from tpv.store import (
     _jsonable,
     _slug,
     data_fingerprint,
+    find_origin,
     read_manifest,
     versions,
 )
@@ -41,14 +42,6 @@ __all__ = ['TOLERANCE', 'OUT_MARK', 'RUN_MARK', 'rerun', 'ParameterError', 'note
 # %% ../nbs/15_reproduce.ipynb #81e2782b
 TOLERANCE = {"origin": 1e-6, "prompt": 1e-2,
              "eval": 0.02} # what `rerun` accepts as "the same within tolerance" when the bits differ
-
-def _find_origin(root:Path, h:str) -> SoftPrompt:
-    "The stored origin with content hash `h`."
-    for m in sorted((root/"origin").glob("*/manifest.json")):
-        try: man = read_manifest(m.parent)
-        except StoreError: continue
-        if man["result"].get("hash") == h: return load_prompt(m.parent/"prompt")
-    raise StoreError(f"No origin with hash {h} in the store {root}; re-run the experiment that made it.")
 
 def _machine(man:dict) -> dict:
     "Where and how a record was computed: host, device, precision and versions (what another machine may differ in)."
@@ -76,7 +69,7 @@ def _redo(kind:str, man:dict, path:Path, lm) -> tuple:
         loop = man["result"].get("loop") or [{"task": key["task"],
                                               # tuned together in one loop: tune them together again
                                               "origin_hash": key["origin_hash"]}]
-        runs = [(j["task"].split("+"), _find_origin(path.parent.parent, j["origin_hash"])) for j in loop]
+        runs = [(j["task"].split("+"), find_origin(path.parent.parent, j["origin_hash"])) for j in loop]
         new = tune_many(lm, runs, cfg, progress=False)[man["result"].get("loop_index", 0)].prompt
         return rec.prompt.hash, new.hash, _rel(new.tensor, rec.prompt.tensor)
     if rec.prompt is None and key.get("prompt") is not None:

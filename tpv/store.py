@@ -20,7 +20,7 @@ from .prompts import SoftPrompt, load_prompt, save_prompt
 from .tasks import get_task, load_split
 
 # %% auto #0
-__all__ = ['versions', 'data_fingerprint', 'StoreError', 'StoreWarning', 'Record', 'read_manifest', 'RunStore']
+__all__ = ['versions', 'data_fingerprint', 'StoreError', 'StoreWarning', 'Record', 'read_manifest', 'RunStore', 'find_origin']
 
 # %% ../nbs/12_store.ipynb #4a443879
 def versions() -> dict:
@@ -133,6 +133,19 @@ class RunStore:
         h = fingerprint(json.dumps(_jsonable(key), sort_keys=True), n=12)
         name = "_".join(_slug(key[k]) for k in _KEY_ORDER if key.get(k) not in (None, ""))
         return self.root/kind/f"{name}-{h}"
+
+# %% ../nbs/12_store.ipynb #3ff31990
+def find_origin(root:str|Path, # a run store's folder
+                h:str, # the origin's content hash (`SoftPrompt.hash`)
+               ) -> SoftPrompt:
+    "The stored origin whose prompt has content hash `h`, or a `StoreError`."
+    for m in sorted((Path(root)/"origin").glob("*/manifest.json")):
+        try: man = read_manifest(m.parent)
+        except StoreError: continue
+        if man["result"].get("hash") != h or not (m.parent/"prompt").is_dir(): continue
+        p = load_prompt(m.parent/"prompt")
+        if p.hash == h: return p
+    raise StoreError(f"No origin with hash {h} in the store {root}; re-run the experiment that made it.")
 
 # %% ../nbs/12_store.ipynb #edf38934
 @patch
