@@ -5,6 +5,7 @@
 # %% ../nbs/07b_merges.ipynb #819defc4
 from __future__ import annotations
 import torch
+import tpv.io  # noqa: F401 (before PEFT: it quiets tqdm's ipywidgets warning)
 from peft.utils import merge_utils
 from .arithmetic import _density, merge_method, search_task_lambdas
 from .vectors import VectorError, _coef

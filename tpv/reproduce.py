@@ -389,7 +389,8 @@ def _budget_note(untestable:list, tune:dict) -> str:
 
 def _settings(sums:list, profile:str) -> list:
     "The README's settings section: the budget, the loss, the selection rule, the regime."
-    v = sums[0]["settings"]
+    main = next((s for s in sums if s["experiment"] != "regime"), sums[0])  # the regime has origins of its own
+    v = main["settings"]
     tune, reg = v.get("tune", {}), [s["regime"] for s in sums if s.get("regime") and s["experiment"] != "regime"]
     loss = {"full": "the paper's loss (label tokens over the whole vocabulary)",
             "label": "the label-restricted loss (a softmax over the label words)"}[tune.get("loss", "full")]
@@ -400,7 +401,7 @@ def _settings(sums:list, profile:str) -> list:
         else f"validation {select.replace('_', '-')} (ties by loss)"
     )
     L = ["## Settings", "",
-         f"{v.get('n_tokens')}-token prompts, {sums[0].get('n_origins', '?')} origins (the paper's vocabulary-sampled "
+         f"{v.get('n_tokens')}-token prompts, {main.get('n_origins', '?')} origins (the paper's vocabulary-sampled "
          "inits), "
          f"prompt tuning {tune.get('max_steps')} steps of batch {tune.get('batch_size')}, lr {tune.get('lr')} "
          f"({tune.get('warmup_steps')} warm-up steps), "
