@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 
-.PHONY: install reproduce bench bench-cluster test check nbtest pytest clean-venv
+.PHONY: install reproduce docs bench bench-cluster test check nbtest pytest clean-venv
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ $(VENV)/.installed: settings.ini setup.py constraints.txt
 
 reproduce: install
 	$(BIN)/tpv reproduce --profile $(PROFILE)
+
+# the documentation site, from the notebooks as stored, into _site/ (open it: python -m http.server -d _site)
+docs: install
+	$(BIN)/python docs/build.py
 
 # tpv against PEFT + the HF Trainer on this machine -> benchmarks/RESULTS.md
 bench: install

@@ -26,6 +26,8 @@ lic = licenses.get(cfg['license'].lower(), cfg['license'])
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
 # `tpv[cluster]`: Dask distributed for `tpv reproduce --cluster`; the dev extra includes it, so `make test` tests it
 cluster_requirements = shlex.split(cfg.get('cluster_requirements') or '')
+# `tpv[docs]`: what `make docs` builds the site with; the dev extra includes it, so `make test` checks the site
+docs_requirements = shlex.split(cfg.get('docs_requirements') or '')
 
 class build_py_with_notebooks(build_py):
     "Ship the experiment notebooks (nbs/experiments) inside the package, so `tpv reproduce` works from a plain `pip install`."
@@ -50,7 +52,8 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements + cluster_requirements, 'cluster': cluster_requirements },
+    extras_require={ 'dev': dev_requirements + cluster_requirements + docs_requirements, 'cluster': cluster_requirements,
+                     'docs': docs_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

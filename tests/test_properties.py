@@ -118,8 +118,12 @@ def test_the_store_works_or_refuses(kind, key, result):
     if rec is not None:  # what was written is read back for the same key, from inside the store
         assert rec.path.resolve().is_relative_to(store.root.resolve())
         assert store.get(kind, key).result == rec.manifest["result"]
-    refused_cleanly(lambda: E.RunStore(kind if isinstance(kind, str) and kind else None))
-    for load in (load_prompt, load_vector): refused_cleanly(lambda: load(kind))
+    here = os.getcwd()
+    os.chdir(tempfile.mkdtemp())  # a relative store path is made in the working folder: never the checkout's
+    try:
+        refused_cleanly(lambda: E.RunStore(kind if isinstance(kind, str) and kind else None))
+        for load in (load_prompt, load_vector): refused_cleanly(lambda: load(kind))
+    finally: os.chdir(here)
 
 
 WORDS = st.sampled_from(["smoke", "cpu", "paper", "cpus", "similarity", "addition,few_shot", "", " ", ",", "0", "5", "-1", "abc", "1e3",

@@ -1,0 +1,21 @@
+# Sphinx settings of the documentation site (`make docs`, docs/build.py lays out the sources).
+project = "tpv"
+author = "tpv contributors"
+copyright = "2026 onwards, tpv contributors"
+root_doc = "index"
+extensions = ["myst_nb", "sphinx-mathjax-offline"]  # MathJax from the wheel, not a CDN: the site works offline
+html_theme = "furo"
+html_title = "tpv: task prompt vectors"
+html_static_path = ["_static"]
+html_css_files = ["tpv.css"]
+html_show_sourcelink = False
+exclude_patterns = ["**.ipynb_checkpoints"]
+myst_enable_extensions = ["dollarmath", "colon_fence", "attrs_inline"]
+myst_heading_anchors = 3
+nb_execution_mode = "off"  # the notebooks' stored outputs are what a reader sees; nothing is re-run
+nb_merge_streams = True
+nb_output_stderr = "remove"  # progress bars and library warnings, not results
+nb_ipywidgets_js = {}  # no widget manager from a CDN
+nb_render_markdown_format = "myst"
+suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]  # nbdev puts API entries at ### under the title, as its own site does
+html_favicon = "_static/favicon.svg"  # the browser asks for one; a missing favicon is a console error
