@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_cli.ipynb #3119dc12
 from __future__ import annotations
-import argparse, os, platform, sys
+import argparse, logging, os, platform, sys
 
 import torch
 
@@ -222,6 +222,8 @@ def main(argv:list[str]|None=None) -> int:
         return 0
     try: return args.fn(args)
     except KeyboardInterrupt:
+        # the kernel dies with the group; asyncio would report its client's orphaned task at exit, after our line
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         print("tpv: interrupted; run the same command again to resume (finished work is in the store).",
               file=sys.stderr)
         return 130

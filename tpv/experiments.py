@@ -26,7 +26,7 @@ from .profiles import Profile, get_profile
 from .cluster import ClusterError, client_for, compute_on, journaled, worker_lm
 
 # %% auto #0
-__all__ = ['Experiment', 'Unit', 'units']
+__all__ = ['Experiment', 'Unit', 'md_cell', 'md_table', 'units']
 
 # %% ../nbs/14_experiment.ipynb #44ada05c
 class Experiment:
@@ -260,13 +260,25 @@ def evaluate(self:Experiment, prompt:SoftPrompt|None, task:str, split:str="test"
     return self.evaluate_many([prompt], task, split, n)[0]
 
 # %% ../nbs/14_experiment.ipynb #0d95547c
+def md_cell(x) -> str:
+    "A value as the text of a Markdown table cell: a `|` escaped, so that `|τ|/|θ₀|` stays in its cell."
+    return str(x).replace("|", "\\|")
+
+def md_table(df:pd.DataFrame, index:bool=True) -> str:
+    "`df` as a Markdown table whose text cells, headers and index labels keep their pipes (escaped)."
+    esc = lambda v: md_cell(v) if isinstance(v, str) else v
+    t = df.rename(index=esc, columns=esc).map(esc)
+    t.index.names = [esc(n) for n in t.index.names]
+    return t.to_markdown(index=index)
+
 @patch
 def save_table(self:Experiment, df:pd.DataFrame, what:str, title:str, index:bool=True) -> pd.DataFrame:
     "Write `df` as CSV and Markdown and remember it for the README."
     stem = self.stem(what)
+    md = md_table(df, index)
     atomic_write(f"{stem}.csv", df.to_csv(index=index))
-    atomic_write(f"{stem}.md", df.to_markdown(index=index) + "\n")
-    self.outputs.append({"type": "table", "title": title, "csv": f"{stem.name}.csv", "md": df.to_markdown(index=index)})
+    atomic_write(f"{stem}.md", md + "\n")
+    self.outputs.append({"type": "table", "title": title, "csv": f"{stem.name}.csv", "md": md})
     return df
 
 @patch

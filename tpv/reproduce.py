@@ -29,7 +29,7 @@ from tpv.store import (
     versions,
 )
 from .profiles import EXPERIMENTS, PROFILES, PROXIES, get_profile
-from .experiments import _VERDICTS
+from .experiments import _VERDICTS, md_cell
 from .paper import HYPERPARAMETERS, PAPER
 from .stats import holm
 from .evidence import claims_section, export_evidence, import_evidence
@@ -372,8 +372,9 @@ def _power_table(sums:list) -> list:
     L = ["### What this design could decide", "",
          "| experiment | claim | threshold | the paper's effect | smallest detectable | power | 80% power needs |",
          "|---|---|---|---|---|---|---|"]
-    L += [f"| {e} | {c['claim']} | {c['threshold']} | {c['effect']} | {c['mde']} | {100 * c['power']:.0f}% | "
-          f"{c['budget']} |" for e, c in rows]
+    cells = [[e, c["claim"], c["threshold"], c["effect"], c["mde"], f"{100 * c['power']:.0f}%", c["budget"]]
+             for e, c in rows]
+    L += ["| " + " | ".join(map(md_cell, r)) + " |" for r in cells]
     return L + [""]
 
 def _budget_note(untestable:list, tune:dict) -> str:
@@ -436,8 +437,9 @@ def _claims(sums:list) -> list:
     for (s, c), pa in zip(rows, _holm_p(sums)):
         pw = "" if c.get("power") is None else f"{100 * c['power']:.0f}%"
         cav = _caveat(c, s["settings"], s.get("profile", ""), reg(s))
-        L.append(f"| {s['experiment']} | {c['claim']} | {c['paper']} | {c['ours']} | {c.get('ci', '')} | {pw} | "
-                 f"{_fmt_p(pa)} | {_verdict(c['supported'])} | {cav} |")
+        cells = [s["experiment"], c["claim"], c["paper"], c["ours"], c.get("ci", ""), pw, _fmt_p(pa),
+                 _verdict(c["supported"]), cav]
+        L.append("| " + " | ".join(map(md_cell, cells)) + " |")
     return L + [""] + _power_table(sums)
 
 def write_readme(out:str|Path, profile:str, model:str, timing:dict, seconds:float) -> Path:
