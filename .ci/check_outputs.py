@@ -2,7 +2,8 @@
 checkout's absolute path) or an uncollapsed progress bar. Readers see stored outputs without running anything; `/home/alice/...`
 tells them nothing, and a progress bar stored as a hundred `\\r` fragments is noise.
 
-Usage: python .ci/check_outputs.py [--fix] [NOTEBOOK_OR_FOLDER ...]   (default: nbs)
+Usage: python .ci/check_outputs.py [--fix] [NOTEBOOK_OR_FOLDER ...]   (default: nbs and paper_figures/notebooks, the
+executed experiment notebooks that `tpv reproduce` writes with its placeholders <store>, <out>, <tpv notebooks>)
 --fix collapses each progress bar to its final line; machine paths are fixed by re-running the cell, never by editing outputs."""
 import json, re, sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def problems(path: Path, fix: bool = False) -> list:
 
 def main(args: list) -> int:
     fix = "--fix" in args
-    roots = [Path(a) for a in args if a != "--fix"] or [ROOT/"nbs"]
+    roots = [Path(a) for a in args if a != "--fix"] or [ROOT/"nbs", ROOT/"paper_figures"/"notebooks"]
     nbs = sorted(p for r in roots for p in ([r] if r.suffix == ".ipynb" else r.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts)
     found = [x for p in nbs for x in problems(p, fix)]
     for p, i, what in found: print(f"check_outputs: {p} cell {i} shows {what}", file=sys.stderr)

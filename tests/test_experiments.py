@@ -48,6 +48,11 @@ def test_smoke_run_writes_every_output(clean):
     assert "mixed / original" in (out/"cross_origin_table1_tiny-llama_smoke.md").read_text()
     assert "[similarity" in stdout and "[regime" in stdout and f"({len(EXPERIMENTS)}/{len(EXPERIMENTS)}) few_shot done" in stdout  # progress from inside the notebooks reaches the terminal
     assert [p.name for p in out.glob(".*")] == [OUT_MARK] and not list((out/"notebooks").glob(".*"))  # nothing temporary left; the folder is marked as tpv's
+    for nb in (out/"notebooks").glob("*.ipynb"):  # a shared notebook names no folder of this machine
+        text = nb.read_text()
+        assert str(d) not in text and str(notebooks_dir().resolve()) not in text and ".running-" not in text, nb.name
+        params = json.loads(text)["metadata"]["papermill"]["parameters"]
+        assert params["store"] == "<store>" and params["out_dir"] == "<out>" and 'store = \\"<store>\\"' in text, nb.name
 
 
 def test_second_run_takes_everything_from_the_store(clean):

@@ -37,7 +37,7 @@ from .cluster import check_workers, connect, open_cluster, parse_cluster
 
 # %% auto #0
 __all__ = ['TOLERANCE', 'OUT_MARK', 'RUN_MARK', 'rerun', 'ParameterError', 'notebooks_dir', 'check_parameters', 'reproduce',
-           'write_readme', 'recompute']
+           'portable_notebook', 'write_readme', 'recompute']
 
 # %% ../nbs/15_reproduce.ipynb #81e2782b
 TOLERANCE = {"origin": 1e-6, "prompt": 1e-2,
@@ -262,6 +262,7 @@ def _run_notebook(name:str, profile:str, nbs:Path, nbd:Path, params:dict, timeou
             fix = "free space on that disk" if e.errno == errno.ENOSPC else "check that it can be written"
             raise TpvError(f"Writing {e.filename or nbd} failed ({e.strerror}); {fix}, or choose another --out; "
                            f"{resume}.") from None
+        portable_notebook(part, _places(params, nbs, Path(tmpd)))
         os.replace(part, dest)
     if failed.exists(): failed.unlink()  # an earlier failure of this notebook, now superseded
 
@@ -323,6 +324,22 @@ def reproduce(profile:str="cpu", # smoke, cpu or paper (`tpv.profiles.PROFILES`)
     say(f"the evidence of its claims: {ev} (`tpv recompute {ev}` renders them again without the model)")
     say(f"all done in {time.time() - t0:.0f} s; see {readme}")
     return timing
+
+# %% ../nbs/15_reproduce.ipynb #409a6e12
+def portable_notebook(path:Path, places:dict):
+    """Rewrite, in the notebook file at `path`, each folder `places` names as its placeholder (the longest first, only
+    where it is a whole path, as the notebook's JSON spells it)."""
+    text = path.read_text(encoding="utf-8")
+    for folder in sorted(places, key=len, reverse=True):
+        spelled = json.dumps(folder, ensure_ascii=False)[1:-1]
+        text = re.sub(r"(?<![\w.\-/])" + re.escape(spelled) + r"(?![\w.\-])", lambda m: places[folder], text)
+    path.write_text(text, encoding="utf-8")
+
+def _places(params:dict, nbs:Path, tmpd:Path) -> dict:
+    "The machine's folders an executed experiment notebook holds, each with the placeholder it is shown as."
+    named = [(nbs, "<tpv notebooks>"), (tmpd, "<out>/notebooks")]
+    named += [(Path(params[k]), f"<{n}>") for k, n in (("out_dir", "out"), ("store", "store")) if params.get(k)]
+    return {str(f): name for d, name in named for f in (d, d.resolve())}  # as given, and with its links resolved
 
 # %% ../nbs/15_reproduce.ipynb #37c94376
 def _verdict(v) -> str: return _VERDICTS[v]
