@@ -333,7 +333,7 @@ def portable_notebook(path:Path, places:dict):
     for folder in sorted(places, key=len, reverse=True):
         spelled = json.dumps(folder, ensure_ascii=False)[1:-1]
         text = re.sub(r"(?<![\w.\-/])" + re.escape(spelled) + r"(?![\w.\-])", lambda m: places[folder], text)
-    path.write_text(text, encoding="utf-8")
+    atomic_write(path, text)
 
 def _places(params:dict, nbs:Path, tmpd:Path) -> dict:
     "The machine's folders an executed experiment notebook holds, each with the placeholder it is shown as."
